@@ -1,0 +1,114 @@
+"""The entry point func's Python scaffolding imports: ``from function import new``.
+
+``new()`` returns one function instance following func-python's contract: async ASGI
+``handle``, ``start(cfg)``, ``stop()``, ``alive()``, ``ready()``. ``FUNCTION_TARGET`` picks
+the function to serve (one Knative Service each); unset, every function is served (local mode).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+from fastapi import FastAPI
+
+from functions import FUNCTIONS
+from shared.config import Settings
+from shared.http import BodyLimit, Receive, Scope, Send, TraceRequests, install_error_handlers
+from shared.telemetry import setup_telemetry
+
+log = logging.getLogger("deeplens")
+
+
+def new(**overrides: Any) -> DeepLensFunction:
+    """Construct the function instance (func-python calls this with no arguments)."""
+    return DeepLensFunction(**overrides)
+
+
+class DeepLensFunction:
+    def __init__(self, target: str | None = None, *, only: list[str] | None = None,
+                 **overrides: Any):
+        self.target = target if target is not None else os.environ.get("FUNCTION_TARGET") or None
+        for name in [self.target] if self.target else (only or []):
+            if name not in FUNCTIONS:
+                raise ValueError(f"unknown FUNCTION_TARGET {name!r}; one of {sorted(FUNCTIONS)}")
+        self.only = only
+        self.overrides = overrides
+        self.container: Any = None
+        self.app: FastAPI | None = None
+        self.broker: Any = None
+        self.modules: list[ModuleType] = []
+
+    @property
+    def names(self) -> list[str]:
+        if self.target:
+            return [self.target]
+        return list(self.only) if self.only else list(FUNCTIONS)
+
+    def start(self, cfg: Mapping[str, str]) -> None:
+        """Open the pool, clients and model; called once before the first request."""
+        from shared.bootstrap import Container
+
+        settings = Settings.from_env(cfg)
+        setup_telemetry(f"deeplens-{self.target or 'all'}")
+        self.modules = [importlib.import_module(FUNCTIONS[n]) for n in self.names]
+        container = Container(settings, **self.overrides)
+        container.open()
+        self.container = container
+        app = FastAPI(title=f"DeepLens {self.target or 'platform'}", version="0.1.0")
+        app.state.container = container
+        install_error_handlers(app)
+        for module in self.modules:
+            app.include_router(module.router)
+        for module in self.modules:
+            warm = getattr(module, "warm", None)
+            if warm is not None:
+                warm(container)
+        self.app = app
+        self._asgi = TraceRequests(BodyLimit(app, json_limit=settings.max_json_bytes,
+                                             upload_limit=settings.max_upload_bytes))
+        if settings.broker == "local" and self.target is None and cfg.get(
+            "DEEPLENS_BROKER_AUTOSTART", "1"
+        ) != "0":
+            from events.broker import LocalBroker
+
+            self.broker = LocalBroker(container.db, self.handle, settings)
+            self.broker.start()
+        log.info("started %s", ", ".join(self.names))
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self.container is not None:
+            self.container.close()
+            self.container = None
+        self.app = None
+
+    def alive(self) -> tuple[bool, str]:
+        return True, "alive"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.app is None or self.container is None:
+            return False, "starting"
+        if not self.container.db.healthy():
+            return False, "database unavailable"
+        return True, "ready"
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # served by func-python or deeplens up, not here
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            return
+        if self.app is None:
+            body = b'{"error":{"code":"not_ready","message":"function is starting"}}'
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self._asgi(scope, receive, send)

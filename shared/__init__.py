@@ -1,0 +1,2 @@
+"""Libraries shared by every DeepLens function: config, db, auth, tenancy, storage, vectors,
+imaging, features, telemetry and errors."""

@@ -1,0 +1,1 @@
+"""Identity: passwords, signing keys and JWTs, refresh tokens, API keys, principals."""

@@ -1,0 +1,163 @@
+"""The composition root: builds services from settings with real adapters by default.
+
+Tests pass other adapters by keyword. Resources that a function does not need are never built
+(the auth function never opens the vector engine, and nothing but extraction imports torch).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from shared.api_keys import ApiKeyService
+from shared.auth.keys import Claims, TokenKeys, generate_dev_key
+from shared.auth.passwords import PasswordHasher
+from shared.auth.principal import Principal
+from shared.auth.sessions import SessionService
+from shared.config import Settings
+from shared.db import Database, migrate
+from shared.embedded import embedded_database_url
+from shared.models import TenantRow
+from shared.tenants import TenantService
+from shared.users import UserService
+
+if TYPE_CHECKING:
+    from events.publisher import Publisher
+    from shared.features.embedder import Embedder
+    from shared.images import ImageService
+    from shared.pipeline import PipelineService
+    from shared.search import SearchService
+    from shared.storage import ObjectStore
+    from shared.vectors import VectorIndex
+
+log = logging.getLogger(__name__)
+
+
+class Container:
+    """Everything a function instance holds between requests. Built in ``start()``."""
+
+    def __init__(self, settings: Settings, *, storage: ObjectStore | None = None,
+                 vectors: VectorIndex | None = None, embedder: Embedder | None = None,
+                 publisher: Publisher | None = None, run_migrations: bool = True):
+        self.settings = settings
+        url = settings.database_url or embedded_database_url(settings.data_dir)
+        self.database_url = url
+        if run_migrations:
+            migrate(url)
+        self.db = Database(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        self._storage, self._vectors, self._embedder = storage, vectors, embedder
+        self._publisher = publisher
+
+    def open(self) -> None:
+        self.db.open()
+
+    def close(self) -> None:
+        if "vectors" in self.__dict__ or self._vectors is not None:
+            self.vectors.close()
+        if "embedder" in self.__dict__:
+            self.embedder.close()
+        self.db.close()
+
+    # --- identity --------------------------------------------------------------------------
+    @cached_property
+    def keys(self) -> TokenKeys:
+        jwt = self.settings.jwt
+        private = jwt.private_key.get_secret_value().encode() if jwt.private_key else None
+        if private is None and not jwt.public_key and self.settings.env != "production":
+            private = generate_dev_key(self.settings.data_dir)
+        publics = [jwt.public_key.encode()] if jwt.public_key else []
+        return TokenKeys(private_pem=private, public_pems=publics, issuer=jwt.issuer,
+                         audience=jwt.audience, access_ttl=jwt.access_ttl_seconds)
+
+    @cached_property
+    def hasher(self) -> PasswordHasher:
+        return PasswordHasher(self.settings.bcrypt_rounds)
+
+    @cached_property
+    def sessions(self) -> SessionService:
+        return SessionService(self.db, self.keys, self.hasher,
+                              self.settings.jwt.refresh_ttl_seconds)
+
+    @cached_property
+    def tenants(self) -> TenantService:
+        return TenantService(self.db, self.sessions,
+                             bucket_prefix=self.settings.storage.bucket_prefix,
+                             model=self.settings.features.model, provision=self.provision)
+
+    @cached_property
+    def users(self) -> UserService:
+        return UserService(self.db, self.hasher)
+
+    @cached_property
+    def api_keys(self) -> ApiKeyService:
+        return ApiKeyService(self.db)
+
+    def principal_from_claims(self, claims: Claims) -> Principal:
+        return Principal(tenant_id=uuid.UUID(claims.tid) if claims.tid else None,
+                         role=claims.role, user_id=uuid.UUID(claims.sub))
+
+    def provision(self, tenant: TenantRow) -> None:
+        """Make the tenant's bucket and vector space (idempotent)."""
+        self.storage.ensure_bucket(tenant.minio_bucket_name)
+        from shared.features.registry import model_spec
+
+        self.vectors.ensure_space(tenant.qdrant_collection_name,
+                                  model_spec(self.settings.features.model).dim)
+
+    # --- pipeline adapters -----------------------------------------------------------------
+    @cached_property
+    def storage(self) -> ObjectStore:
+        if self._storage is not None:
+            return self._storage
+        from shared.storage import build_store
+
+        return build_store(self.settings)
+
+    @cached_property
+    def vectors(self) -> VectorIndex:
+        if self._vectors is not None:
+            return self._vectors
+        from shared.vectors import build_index
+
+        return build_index(self.settings)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        if self._embedder is not None:
+            return self._embedder
+        from shared.features.embedder import build_embedder
+
+        return build_embedder(self.settings)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        if self._publisher is not None:
+            return self._publisher
+        from events.publisher import build_publisher
+
+        return build_publisher(self.settings, self.db)
+
+    @cached_property
+    def images(self) -> ImageService:
+        from shared.images import ImageService
+
+        return ImageService(self.db, self.storage, self.publisher, self.settings,
+                            vectors=lambda: self.vectors)
+
+    @cached_property
+    def pipeline(self) -> PipelineService:
+        from shared.pipeline import PipelineService
+
+        return PipelineService(self.db, self.storage, lambda: self.vectors,
+                               lambda: self.embedder, self.settings)
+
+    @cached_property
+    def search(self) -> SearchService:
+        from shared.search import SearchService
+
+        return SearchService(self.db, self.vectors, lambda: self.embedder, self.settings)
+
+    def describe(self) -> dict[str, Any]:
+        return {"env": self.settings.env, "model": self.settings.features.model}

