@@ -77,6 +77,9 @@ class DeepLensFunction:
             from events.broker import LocalBroker
 
             self.broker = LocalBroker(container.db, self.handle, settings)
+            publisher = container.publisher
+            if hasattr(publisher, "wakeup"):
+                self.broker.wakeup = publisher.wakeup  # an upload wakes the broker at once
             self.broker.start()
         log.info("started %s", ", ".join(self.names))
 

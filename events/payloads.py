@@ -1,0 +1,97 @@
+"""One pydantic model per payload; events/schemas/*.json are generated from these
+(``python -m events.payloads``) and a test keeps them in step."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from events import types
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    image_id: uuid.UUID
+    tenant_id: uuid.UUID
+
+
+class ImageUploaded(Payload):
+    bucket: str
+    key: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+
+
+class ImageValidated(Payload):
+    bucket: str
+    key: str
+    width: int
+    height: int
+    thumbnails: dict[str, str] = Field(description="size → object key")
+
+
+class FeaturesExtracted(Payload):
+    model: str
+    dim: int
+    space: str
+    vector: list[float]
+
+
+class ImageIndexed(Payload):
+    space: str
+    model: str
+
+
+class ImageFailed(Payload):
+    stage: str
+    code: str
+    reason: str
+
+
+class ImageDeleted(Payload):
+    space: str | None = None
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    types.IMAGE_UPLOADED: ImageUploaded,
+    types.IMAGE_VALIDATED: ImageValidated,
+    types.FEATURES_EXTRACTED: FeaturesExtracted,
+    types.IMAGE_INDEXED: ImageIndexed,
+    types.IMAGE_FAILED: ImageFailed,
+    types.IMAGE_DELETED: ImageDeleted,
+}
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+SCHEMA_BASE = "https://deeplens.io/schemas/"
+
+
+def schema_name(event_type: str) -> str:
+    return event_type.removeprefix(types.PREFIX + ".") + ".json"
+
+
+def dataschema(event_type: str) -> str:
+    return SCHEMA_BASE + schema_name(event_type)
+
+
+def schema_for(event_type: str) -> dict[str, object]:
+    schema = PAYLOADS[event_type].model_json_schema(by_alias=True)
+    schema["$id"] = dataschema(event_type)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def write_schemas() -> None:
+    SCHEMA_DIR.mkdir(exist_ok=True)
+    for event_type in PAYLOADS:
+        text = json.dumps(schema_for(event_type), indent=2, sort_keys=True) + "\n"
+        (SCHEMA_DIR / schema_name(event_type)).write_text(text)
+
+
+if __name__ == "__main__":
+    write_schemas()

@@ -1,0 +1,82 @@
+"""Publishers: how a function emits an event that is not its HTTP reply.
+
+Local: the event is written to PostgreSQL (one delivery row per matching trigger) — durable
+before the caller gets its answer. Production: POST in binary mode to the broker (K_SINK).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, LiteralString, Protocol
+
+import httpx
+import psycopg
+from psycopg.types.json import Jsonb
+
+from events.codec import Event, encode_binary, to_json
+from events.triggers import triggers_for
+from shared.config import Settings
+from shared.db import Database, execute
+from shared.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+ENQUEUE: LiteralString = """
+INSERT INTO broker_deliveries (event_id, event_type, trigger_name, subscriber, event)
+VALUES (%(id)s, %(type)s, %(trigger)s, %(subscriber)s, %(event)s)
+ON CONFLICT (event_id, trigger_name) DO NOTHING
+"""
+
+
+class Publisher(Protocol):
+    def publish(self, event: Event) -> None: ...
+
+
+def enqueue(conn: psycopg.Connection[Any], event: Event) -> int:
+    """Fan an event out to its triggers inside the caller's transaction. The unique key on
+    (event id, trigger) makes a re-published event a no-op, as Kafka-broker dedup would."""
+    doc = Jsonb(to_json(event))
+    n = 0
+    for trig in triggers_for(event.type):
+        n += execute(conn, ENQUEUE, {"id": event.id, "type": event.type, "trigger": trig.name,
+                                     "subscriber": trig.path, "event": doc},
+                     table="broker_deliveries")
+    return n
+
+
+class LocalPublisher:
+    def __init__(self, db: Database):
+        self.db = db
+        self.wakeup = threading.Event()
+
+    def publish(self, event: Event) -> None:
+        with self.db.tx() as conn:
+            enqueue(conn, event)
+        self.wakeup.set()
+
+
+class HttpPublisher:
+    def __init__(self, url: str):
+        self.client = httpx.Client(timeout=10)
+        self.url = url
+
+    def publish(self, event: Event) -> None:
+        headers, body = encode_binary(event)
+        try:
+            r = self.client.post(self.url, headers=headers, content=body)
+        except httpx.HTTPError as exc:
+            raise TransientError("event broker unreachable") from exc
+        if r.status_code >= 300:
+            raise TransientError(f"event broker answered {r.status_code}")
+
+
+def build_publisher(settings: Settings, db: Database) -> Publisher:
+    if settings.broker == "http":
+        import os
+
+        url = settings.broker_url or os.environ.get("K_SINK")
+        if not url:
+            raise RuntimeError("DEEPLENS_BROKER=http needs DEEPLENS_BROKER_URL or K_SINK")
+        return HttpPublisher(url)
+    return LocalPublisher(db)

@@ -1,0 +1,132 @@
+"""images: upload, list, read, thumbnails, original content, vector, delete.
+
+Routes: POST /api/images/upload (multipart ``file``) → 202 {imageId, status, message};
+GET /api/images (paged); GET /api/images/{id}; GET /api/images/{id}/vector;
+GET /api/images/{id}/thumbnail/{size}; GET /api/images/{id}/content; DELETE /api/images/{id}.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
+
+from shared.auth.principal import Principal
+from shared.errors import InvalidInput
+from shared.http import authenticated, container
+from shared.images import ImageRow
+from shared.models import ApiModel
+
+router = APIRouter(tags=["images"])
+Auth = Annotated[Principal, Depends(authenticated)]
+
+
+class UploadOut(ApiModel):
+    image_id: uuid.UUID
+    status: str
+    message: str
+
+
+class ImageOut(ApiModel):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    width: int | None
+    height: int | None
+    status: str
+    failure_code: str | None
+    failure_reason: str | None
+    model: str | None
+    uploaded_at: datetime
+    validated_at: datetime | None
+    extracted_at: datetime | None
+    indexed_at: datetime | None
+    thumbnail_url: str | None
+    content_url: str
+
+    @classmethod
+    def of(cls, row: ImageRow) -> ImageOut:
+        return cls(
+            id=row.id, tenant_id=row.tenant_id, filename=row.filename,
+            content_type=row.content_type, size_bytes=row.size_bytes, sha256=row.sha256,
+            width=row.width, height=row.height, status=row.status,
+            failure_code=row.failure_code, failure_reason=row.failure_reason, model=row.model,
+            uploaded_at=row.uploaded_at, validated_at=row.validated_at,
+            extracted_at=row.extracted_at, indexed_at=row.indexed_at,
+            thumbnail_url=f"/api/images/{row.id}/thumbnail/256" if row.thumb_256_key else None,
+            content_url=f"/api/images/{row.id}/content")
+
+
+class ImagePage(ApiModel):
+    items: list[ImageOut]
+    page: int
+    page_size: int
+    total: int
+
+
+class VectorOut(ApiModel):
+    image_id: uuid.UUID
+    model: str | None
+    dimension: int
+    vector: list[float]
+
+
+@router.post("/api/images/upload", response_model=UploadOut, status_code=202)
+async def upload(request: Request, principal: Auth, file: UploadFile | None = None) -> UploadOut:
+    if file is None:
+        raise InvalidInput("send the image as multipart form field 'file'", code="file_required")
+    data = await file.read()
+    from starlette.concurrency import run_in_threadpool
+
+    row = await run_in_threadpool(container(request).images.upload, principal,
+                                  filename=file.filename or "image", data=data)
+    return UploadOut(image_id=row.id, status=row.status,
+                     message="image accepted; processing has started")
+
+
+@router.get("/api/images", response_model=ImagePage)
+def list_images(request: Request, principal: Auth,
+                page: Annotated[int, Query(ge=1)] = 1,
+                page_size: Annotated[int, Query(ge=1, le=200, alias="pageSize")] = 50,
+                status: Literal["uploaded", "validated", "extracted", "indexed",
+                                "failed"] | None = None) -> ImagePage:
+    rows, total = container(request).images.list(principal, page=page, page_size=page_size,
+                                                 status=status)
+    return ImagePage(items=[ImageOut.of(r) for r in rows], page=page, page_size=page_size,
+                     total=total)
+
+
+@router.get("/api/images/{image_id}", response_model=ImageOut)
+def get_image(image_id: uuid.UUID, request: Request, principal: Auth) -> ImageOut:
+    return ImageOut.of(container(request).images.get(principal, image_id))
+
+
+@router.get("/api/images/{image_id}/vector", response_model=VectorOut)
+def get_vector(image_id: uuid.UUID, request: Request, principal: Auth) -> VectorOut:
+    row, vec = container(request).images.vector(principal, image_id)
+    return VectorOut(image_id=row.id, model=row.model, dimension=len(vec), vector=vec)
+
+
+@router.get("/api/images/{image_id}/thumbnail/{size}")
+def get_thumbnail(image_id: uuid.UUID, size: int, request: Request, principal: Auth) -> Response:
+    data = container(request).images.thumbnail(principal, image_id, size)
+    return Response(data, media_type="image/webp",
+                    headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/api/images/{image_id}/content")
+def get_content(image_id: uuid.UUID, request: Request, principal: Auth) -> Response:
+    data, ctype = container(request).images.content(principal, image_id)
+    return Response(data, media_type=ctype, headers={"Cache-Control": "private, max-age=86400",
+                                                     "X-Content-Type-Options": "nosniff"})
+
+
+@router.delete("/api/images/{image_id}", status_code=204)
+def delete_image(image_id: uuid.UUID, request: Request, principal: Auth) -> Response:
+    container(request).images.delete(principal, image_id)
+    return Response(status_code=204)

@@ -1,0 +1,23 @@
+"""index-vector: consumes features.extracted; upserts the vector (point id = image id) into
+the tenant's space and replies image.indexed. POST /events/index-vector."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from events.codec import payload
+from events.http import read_event, reply
+from events.payloads import FeaturesExtracted
+from shared.http import container
+
+router = APIRouter(tags=["index-vector"])
+
+
+@router.post("/events/index-vector")
+async def on_extracted(request: Request) -> Response:
+    c = container(request)
+    event = await read_event(request)
+    p = payload(event, FeaturesExtracted)
+    assert isinstance(p, FeaturesExtracted)
+    return reply(await run_in_threadpool(c.pipeline.index, p, event))

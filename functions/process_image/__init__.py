@@ -1,0 +1,26 @@
+"""process-image: consumes image.uploaded; decodes safely, writes 256/128 WebP thumbnails,
+replies image.validated (or image.failed for an image that cannot be decoded).
+
+POST /events/process-image. Transient failures answer 5xx so the broker redelivers.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from events.codec import payload
+from events.http import read_event, reply
+from events.payloads import ImageUploaded
+from shared.http import container
+
+router = APIRouter(tags=["process-image"])
+
+
+@router.post("/events/process-image")
+async def on_uploaded(request: Request) -> Response:
+    c = container(request)
+    event = await read_event(request)
+    p = payload(event, ImageUploaded)
+    assert isinstance(p, ImageUploaded)
+    return reply(await run_in_threadpool(c.pipeline.process, p, event))

@@ -1,0 +1,81 @@
+"""search: POST /api/images/search — by image (multipart ``file``) or by vector (JSON).
+
+limit defaults to 10, threshold to 0.7; results [{imageId, similarity, filename, uploadedAt,
+thumbnailUrl}], only ever from the caller's tenant.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from shared.auth.principal import Principal
+from shared.errors import InvalidInput, UnsupportedMedia
+from shared.http import authenticated, container
+from shared.models import ApiModel
+
+router = APIRouter(tags=["search"])
+Auth = Annotated[Principal, Depends(authenticated)]
+
+
+class VectorQuery(ApiModel):
+    vector: Annotated[list[float], Field(min_length=1, max_length=8192)]
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+    threshold: Annotated[float, Field(ge=-1, le=1)] = 0.7
+    exclude_image_id: uuid.UUID | None = None
+
+
+class SearchResult(ApiModel):
+    image_id: uuid.UUID
+    similarity: float
+    filename: str
+    uploaded_at: str
+    thumbnail_url: str
+
+
+def _number(value: object, name: str, cast: type, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        return cast(value)  # type: ignore[no-any-return]
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a number", code=f"invalid_{name}") from None
+
+
+@router.post("/api/images/search", response_model=list[SearchResult])
+async def search(request: Request, principal: Auth) -> list[SearchResult]:
+    svc = container(request).search
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InvalidInput("send the query image as multipart field 'file'",
+                               code="file_required")
+        data = await upload.read()
+        limit = int(_number(form.get("limit"), "limit", int, 10))
+        threshold = float(_number(form.get("threshold"), "threshold", float, 0.7))
+        results = await run_in_threadpool(svc.by_image, principal, data, limit=limit,
+                                          threshold=threshold)
+    elif ctype.startswith("application/json"):
+        try:
+            q = VectorQuery.model_validate(json.loads(await request.body()))
+        except json.JSONDecodeError:
+            raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise InvalidInput(f"{field}: {first['msg']}", code="validation_error") from None
+        results = await run_in_threadpool(svc.by_vector, principal, q.vector, limit=q.limit,
+                                          threshold=q.threshold, exclude=q.exclude_image_id)
+    else:
+        raise UnsupportedMedia("send multipart/form-data (file) or application/json (vector)",
+                               code="unsupported_content_type")
+    return [SearchResult(image_id=r.image_id, similarity=r.similarity, filename=r.filename,
+                         uploaded_at=r.uploaded_at, thumbnail_url=r.thumbnail_url)
+            for r in results]

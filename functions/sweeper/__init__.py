@@ -1,0 +1,39 @@
+"""sweeper: on each tick (a PingSource in production, the local broker's timer locally)
+re-emits events for images stuck in a stage and purges deleted images' objects, vectors, rows.
+
+POST /events/sweeper → 202 {restarted, purged}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from events.http import read_event
+from shared.bootstrap import Container
+from shared.http import container
+
+router = APIRouter(tags=["sweeper"])
+
+
+def sweep(c: Container) -> dict[str, Any]:
+    restarted = purged = 0
+    for row in c.pipeline.stuck(c.settings.sweeper_stuck_seconds):
+        event = c.pipeline.restart_event(row)
+        if event is not None:
+            c.publisher.publish(event)
+            restarted += 1
+    for row in c.pipeline.deleted():
+        c.images.purge(row)
+        purged += 1
+    return {"restarted": restarted, "purged": purged}
+
+
+@router.post("/events/sweeper")
+async def on_tick(request: Request) -> JSONResponse:
+    await read_event(request)
+    result = await run_in_threadpool(sweep, container(request))
+    return JSONResponse(result, status_code=202)

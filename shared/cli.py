@@ -1,0 +1,104 @@
+"""The ``deeplens`` command: up, migrate, admin create, ingest, search."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("deeplens")
+
+
+def _settings_env(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    if getattr(args, "data_dir", None):
+        env["DEEPLENS_DATA_DIR"] = str(args.data_dir)
+    return env
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Every function in one process behind one port, with the local broker."""
+    import uvicorn
+
+    from function import new
+    from shared.config import Settings
+    from shared.embedded import embedded_database_url
+    from shared.localserver import LocalServer
+
+    env = _settings_env(args)
+    settings = Settings.from_env(env)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.database_url:
+        env["DEEPLENS_DATABASE_URL"] = embedded_database_url(settings.data_dir)
+        log.info("using embedded PostgreSQL under %s", settings.data_dir / "postgres")
+    fn = new()
+    app = LocalServer(fn, env)
+    log.info("DeepLens on http://%s:%s (data in %s)", args.host, args.port,
+             settings.data_dir.resolve())
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=5)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from shared.config import Settings
+    from shared.db import migrate
+    from shared.embedded import embedded_database_url
+
+    settings = Settings.from_env(_settings_env(args))
+    url = settings.database_url or embedded_database_url(settings.data_dir)
+    applied = migrate(url)
+    log.info("applied %d migration(s)%s", len(applied), ": " + ", ".join(applied) if applied
+             else " (up to date)")
+    return 0
+
+
+def cmd_admin_create(args: argparse.Namespace) -> int:
+    from shared.bootstrap import Container
+    from shared.config import Settings
+
+    c = Container(Settings.from_env(_settings_env(args)))
+    c.open()
+    try:
+        user = c.users.create_system_admin(email=args.email, password=args.password)
+    finally:
+        c.close()
+    log.info("created system admin %s (%s)", user.email, user.id)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="deeplens", description="DeepLens image similarity search")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run every function in one process (local mode)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--data-dir", type=Path)
+    up.set_defaults(func=cmd_up)
+
+    mig = sub.add_parser("migrate", help="apply pending database migrations")
+    mig.add_argument("--data-dir", type=Path)
+    mig.set_defaults(func=cmd_migrate)
+
+    admin = sub.add_parser("admin", help="platform administration")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    create = admin_sub.add_parser("create", help="create a system administrator")
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", required=True)
+    create.add_argument("--data-dir", type=Path)
+    create.set_defaults(func=cmd_admin_create)
+
+    from shared.client_cli import add_client_commands
+
+    add_client_commands(sub)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Client commands: ``deeplens ingest DIR`` and ``deeplens search FILE`` (over the HTTP API,
+authenticated with an API key from --api-key or DEEPLENS_API_KEY)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    key = args.api_key or os.environ.get("DEEPLENS_API_KEY")
+    if not key:
+        raise SystemExit("an API key is needed: --api-key or DEEPLENS_API_KEY")
+    return httpx.Client(base_url=args.url, headers={"X-API-Key": key}, timeout=60)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    files = sorted(p for p in Path(args.directory).rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        print(f"no images under {args.directory}", file=sys.stderr)  # noqa: T201
+        return 1
+    failures: list[tuple[str, str]] = []
+    ids: list[str] = []
+    with _client(args) as client, tqdm(total=len(files), unit="img", desc="upload") as bar:
+        def send(path: Path) -> None:
+            r = client.post("/api/images/upload", files={"file": (path.name, path.read_bytes())})
+            if r.status_code == 202:
+                ids.append(r.json()["imageId"])
+            else:
+                failures.append((str(path), r.json().get("error", {}).get("code", r.text)))
+            bar.update(1)
+
+        with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+            list(pool.map(send, files))
+        if args.wait and ids:
+            _wait_indexed(client, set(ids), args.timeout)
+    for path, code in failures:
+        print(f"refused {path}: {code}", file=sys.stderr)  # noqa: T201
+    print(f"uploaded {len(ids)}, refused {len(failures)}")  # noqa: T201
+    return 0 if not failures else 2
+
+
+def _wait_indexed(client: httpx.Client, ids: set[str], timeout: float) -> None:
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + timeout
+    done: set[str] = set()
+    with tqdm(total=len(ids), unit="img", desc="indexed") as bar:
+        while done != ids and time.monotonic() < deadline:
+            for image_id in list(ids - done):
+                status = client.get(f"/api/images/{image_id}").json().get("status")
+                if status in ("indexed", "failed"):
+                    done.add(image_id)
+                    bar.update(1)
+            time.sleep(0.5)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        r = client.post("/api/images/search",
+                        files={"file": (Path(args.file).name, Path(args.file).read_bytes())},
+                        data={"limit": str(args.limit), "threshold": str(args.threshold)})
+    if r.status_code != 200:
+        print(f"search failed: {r.text}", file=sys.stderr)  # noqa: T201
+        return 1
+    results: list[dict[str, Any]] = r.json()
+    if not results:
+        print("no similar images above the threshold")  # noqa: T201
+    for i, item in enumerate(results, 1):
+        print(f"{i:>3}  {item['similarity']:.4f}  {item['filename']}  {item['imageId']}")  # noqa: T201
+    return 0
+
+
+def add_client_commands(sub: Any) -> None:
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", default=os.environ.get("DEEPLENS_URL", "http://127.0.0.1:8080"))
+        p.add_argument("--api-key", default=None)
+
+    ingest = sub.add_parser("ingest", help="upload every image under a directory")
+    ingest.add_argument("directory")
+    ingest.add_argument("--concurrency", type=int, default=4)
+    ingest.add_argument("--wait", action="store_true", help="wait until all are indexed")
+    ingest.add_argument("--timeout", type=float, default=600)
+    common(ingest)
+    ingest.set_defaults(func=cmd_ingest)
+
+    search = sub.add_parser("search", help="find images like FILE")
+    search.add_argument("file")
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--threshold", type=float, default=0.7)
+    common(search)
+    search.set_defaults(func=cmd_search)

@@ -1,0 +1,227 @@
+"""Images: upload (validated completely before anything is stored), list, read, delete.
+
+Every call is scoped to the caller's tenant in SQL; another tenant's id is simply not found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, LiteralString
+
+from events import types
+from events.codec import make_event
+from events.payloads import ImageDeleted, ImageUploaded
+from shared.auth.principal import Principal
+from shared.config import Settings
+from shared.db import Database, execute, fetch_all, fetch_one
+from shared.errors import Conflict, Forbidden, NotFound, PayloadTooLarge
+from shared.imaging import validate_upload
+from shared.models import TenantRow
+from shared.storage import ObjectStore, original_key, thumb_key
+from shared.telemetry import span
+
+if TYPE_CHECKING:
+    from events.publisher import Publisher
+    from shared.vectors import VectorIndex
+
+
+@dataclass
+class ImageRow:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    width: int | None
+    height: int | None
+    status: str
+    failure_code: str | None
+    failure_reason: str | None
+    original_key: str
+    thumb_256_key: str | None
+    thumb_128_key: str | None
+    thumbnails_bytes: int
+    model: str | None
+    vector_space: str | None
+    uploaded_by: uuid.UUID | None
+    uploaded_at: datetime
+    validated_at: datetime | None
+    extracted_at: datetime | None
+    indexed_at: datetime | None
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+INSERT_IMAGE: LiteralString = """
+INSERT INTO images (id, tenant_id, filename, content_type, size_bytes, sha256, width, height,
+                    original_key, uploaded_by)
+VALUES (%(id)s, %(tenant_id)s, %(filename)s, %(ctype)s, %(size)s, %(sha)s, %(w)s, %(h)s,
+        %(key)s, %(by)s)
+RETURNING *
+"""
+IMAGE_IN_TENANT: LiteralString = """
+SELECT * FROM images WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND deleted_at IS NULL
+"""
+LIST_IMAGES: LiteralString = """
+SELECT * FROM images WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY uploaded_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
+"""
+COUNT_IMAGES: LiteralString = """
+SELECT count(*) AS n FROM images WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+"""
+TENANT: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL"
+
+
+@dataclass
+class Count:
+    n: int
+
+
+def active_tenant(conn: Any, tenant_id: uuid.UUID) -> TenantRow:
+    tenant = fetch_one(conn, TENANT, {"id": tenant_id}, table="tenants", row=TenantRow)
+    if tenant is None:
+        raise NotFound("tenant not found", code="tenant_not_found")
+    if tenant.status != "Active":
+        raise Forbidden("this tenant is suspended", code="tenant_suspended")
+    return tenant
+
+
+class ImageService:
+    def __init__(self, db: Database, storage: ObjectStore, publisher: Publisher,
+                 settings: Settings, *, vectors: Callable[[], VectorIndex]):
+        self.db, self.storage, self.publisher, self.settings = db, storage, publisher, settings
+        self._vectors = vectors
+
+    def upload(self, principal: Principal, *, filename: str, data: bytes) -> ImageRow:
+        """Validate completely, store the original, record the row, emit image.uploaded.
+
+        Nothing is stored for a refused upload. If the process dies after the row is written
+        but before the event is out, the sweeper re-emits it.
+        """
+        tenant_id = principal.require_tenant()
+        if len(data) > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(f"images are limited to {self.settings.max_upload_bytes} bytes",
+                                  code="file_too_large")
+        filename = (filename or "image").replace("\\", "/").rsplit("/", 1)[-1][:255] or "image"
+        with span("image.upload", tenant_id=tenant_id) as s:
+            info, _ = validate_upload(data, filename, max_pixels=self.settings.max_image_pixels)
+            image_id = uuid.uuid4()
+            s.set_attribute("image.id", str(image_id))
+            digest = hashlib.sha256(data).hexdigest()
+            with self.db.tx() as conn:
+                tenant = active_tenant(conn, tenant_id)
+            key = original_key(image_id)
+            self.storage.put(tenant.minio_bucket_name, key, data, info.content_type)
+            try:
+                with self.db.tx() as conn:
+                    row = fetch_one(conn, INSERT_IMAGE, {
+                        "id": image_id, "tenant_id": tenant_id, "filename": filename,
+                        "ctype": info.content_type, "size": len(data), "sha": digest,
+                        "w": info.width, "h": info.height, "key": key, "by": principal.user_id,
+                    }, table="images", row=ImageRow)
+                    execute(conn, "INSERT INTO usage_daily (tenant_id, day, uploads) VALUES"
+                            " (%(t)s, current_date, 1) ON CONFLICT (tenant_id, day) DO UPDATE"
+                            " SET uploads = usage_daily.uploads + 1", {"t": tenant_id},
+                            table="usage_daily")
+            except BaseException:
+                self.storage.delete(tenant.minio_bucket_name, key)
+                raise
+            assert row is not None
+            self.publisher.publish(make_event(types.IMAGE_UPLOADED, ImageUploaded(
+                image_id=image_id, tenant_id=tenant_id, bucket=tenant.minio_bucket_name, key=key,
+                filename=filename, content_type=info.content_type, size_bytes=len(data),
+                sha256=digest), source="/deeplens/images"))
+            return row
+
+    def get(self, principal: Principal, image_id: uuid.UUID) -> ImageRow:
+        tenant_id = principal.require_tenant()
+        with self.db.tx() as conn:
+            row = fetch_one(conn, IMAGE_IN_TENANT, {"id": image_id, "tenant_id": tenant_id},
+                            table="images", row=ImageRow)
+        if row is None:
+            raise NotFound("image not found", code="image_not_found")
+        return row
+
+    def list(self, principal: Principal, *, page: int, page_size: int,
+             status: str | None = None) -> tuple[list[ImageRow], int]:
+        tenant_id = principal.require_tenant()
+        params = {"tenant_id": tenant_id, "status": status, "limit": page_size,
+                  "offset": (page - 1) * page_size}
+        with self.db.tx() as conn:
+            rows = fetch_all(conn, LIST_IMAGES, params, table="images", row=ImageRow)
+            total = fetch_one(conn, COUNT_IMAGES, params, table="images", row=Count)
+        return rows, total.n if total else 0
+
+    def _tenant(self, tenant_id: uuid.UUID) -> TenantRow:
+        with self.db.tx() as conn:
+            tenant = fetch_one(conn, TENANT, {"id": tenant_id}, table="tenants", row=TenantRow)
+        if tenant is None:
+            raise NotFound("tenant not found", code="tenant_not_found")
+        return tenant
+
+    def _bucket(self, tenant_id: uuid.UUID) -> str:
+        return self._tenant(tenant_id).minio_bucket_name
+
+    def content(self, principal: Principal, image_id: uuid.UUID) -> tuple[bytes, str]:
+        row = self.get(principal, image_id)
+        return self.storage.get(self._bucket(row.tenant_id), row.original_key), row.content_type
+
+    def thumbnail(self, principal: Principal, image_id: uuid.UUID, size: int) -> bytes:
+        row = self.get(principal, image_id)
+        key = {256: row.thumb_256_key, 128: row.thumb_128_key}.get(size)
+        if size not in (128, 256):
+            raise NotFound("thumbnails exist in sizes 128 and 256", code="thumbnail_size")
+        if key is None:
+            raise Conflict("the thumbnail is not ready yet", code="thumbnail_not_ready")
+        return self.storage.get(self._bucket(row.tenant_id), key)
+
+    def vector(self, principal: Principal, image_id: uuid.UUID) -> tuple[ImageRow, list[float]]:
+        row = self.get(principal, image_id)
+        if row.status != "indexed" or row.vector_space is None:
+            raise Conflict("the image is not indexed yet", code="not_indexed")
+        vec = self._vectors().get_vector(row.vector_space, tenant_id=row.tenant_id,
+                                         point_id=row.id)
+        if vec is None:
+            raise NotFound("vector not found", code="vector_not_found")
+        return row, vec
+
+    def delete(self, principal: Principal, image_id: uuid.UUID) -> None:
+        """Soft-delete at once (the image disappears from every read), then remove the
+        objects, vector and row; the sweeper finishes whatever a crash interrupts."""
+        row = self.get(principal, image_id)
+        with self.db.tx() as conn:
+            execute(conn, "UPDATE images SET deleted_at = now(), updated_at = now()"
+                    " WHERE id = %(id)s AND tenant_id = %(t)s",
+                    {"id": row.id, "t": row.tenant_id}, table="images")
+        self.purge(row)
+        self.publisher.publish(make_event(types.IMAGE_DELETED, ImageDeleted(
+            image_id=row.id, tenant_id=row.tenant_id, space=row.vector_space),
+            source="/deeplens/images"))
+
+    def purge(self, row: ImageRow) -> None:
+        with span("image.purge", tenant_id=row.tenant_id, image_id=row.id):
+            tenant = self._tenant(row.tenant_id)
+            self.storage.delete(tenant.minio_bucket_name, original_key(row.id))
+            for size in (256, 128):
+                self.storage.delete(tenant.minio_bucket_name, thumb_key(row.id, size))
+            # The tenant's space, not only row.vector_space: an image deleted mid-pipeline may
+            # be indexed by a delivery already in flight.
+            for space in {row.vector_space, tenant.qdrant_collection_name} - {None}:
+                try:
+                    self._vectors().delete(str(space), tenant_id=row.tenant_id,
+                                           point_ids=[row.id])
+                except NotFound:
+                    pass
+            with self.db.tx() as conn:
+                execute(conn, "DELETE FROM images WHERE id = %(id)s AND tenant_id = %(t)s"
+                        " AND deleted_at IS NOT NULL", {"id": row.id, "t": row.tenant_id},
+                        table="images")
+
+

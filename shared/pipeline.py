@@ -1,0 +1,209 @@
+"""The pipeline steps behind the event functions: process (validate + thumbnails), extract,
+index, and the sweeper. Each step is idempotent on the image id:
+
+- a step whose output stage the image already passed answers with no event (nothing to do);
+- a step whose output stage the image is exactly at re-emits its reply (the earlier reply may
+  have been lost with a crash), with the same deterministic event id;
+- permanent failures (a corrupt image) mark the image failed and reply image.failed;
+- transient failures raise, so the broker redelivers.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, LiteralString
+
+from events import types
+from events.codec import Event, make_event
+from events.payloads import (
+    FeaturesExtracted,
+    ImageFailed,
+    ImageIndexed,
+    ImageUploaded,
+    ImageValidated,
+)
+from shared.config import Settings
+from shared.db import Database, execute, fetch_all, fetch_one
+from shared.errors import DeepLensError, TransientError
+from shared.images import ImageRow
+from shared.imaging import open_image, thumbnails
+from shared.models import TenantRow
+from shared.storage import ObjectStore, thumb_key
+from shared.telemetry import span
+
+if TYPE_CHECKING:
+    from shared.features.embedder import Embedder
+    from shared.vectors import VectorIndex
+
+log = logging.getLogger(__name__)
+ORDER = {"uploaded": 0, "validated": 1, "extracted": 2, "indexed": 3}
+
+IMAGE: LiteralString = """
+SELECT * FROM images WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND deleted_at IS NULL
+"""
+TENANT: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL"
+
+
+class PipelineService:
+    def __init__(self, db: Database, storage: ObjectStore, vectors: Callable[[], VectorIndex],
+                 embedder: Callable[[], Embedder], settings: Settings):
+        self.db, self.storage, self.settings = db, storage, settings
+        self._vectors, self._embedder = vectors, embedder
+
+    def _load(self, image_id: uuid.UUID, tenant_id: uuid.UUID) -> tuple[ImageRow, TenantRow] | None:
+        with self.db.tx() as conn:
+            row = fetch_one(conn, IMAGE, {"id": image_id, "tenant_id": tenant_id},
+                            table="images", row=ImageRow)
+            tenant = fetch_one(conn, TENANT, {"id": tenant_id}, table="tenants", row=TenantRow)
+        if row is None or tenant is None:
+            return None  # deleted meanwhile: nothing to do
+        return row, tenant
+
+    def _fail(self, row: ImageRow, stage: str, exc: DeepLensError, cause: Event) -> Event:
+        with self.db.tx() as conn:
+            execute(conn, "UPDATE images SET status = 'failed', failure_code = %(c)s,"
+                    " failure_reason = %(r)s, updated_at = now() WHERE id = %(id)s",
+                    {"c": exc.code, "r": exc.message, "id": row.id}, table="images")
+        return make_event(types.IMAGE_FAILED, ImageFailed(
+            image_id=row.id, tenant_id=row.tenant_id, stage=stage, code=exc.code,
+            reason=exc.message), source=f"/deeplens/{stage}", causation=cause)
+
+    # --- process-image -------------------------------------------------------------------
+    def process(self, p: ImageUploaded, cause: Event) -> Event | None:
+        loaded = self._load(p.image_id, p.tenant_id)
+        if loaded is None:
+            return None
+        row, tenant = loaded
+        if row.status == "failed" or ORDER.get(row.status, 0) > ORDER["validated"]:
+            return None
+        with span("image.process", tenant_id=row.tenant_id, image_id=row.id):
+            bucket = tenant.minio_bucket_name
+            if row.status == "uploaded":
+                data = self.storage.get(bucket, row.original_key)
+                try:
+                    img = open_image(data, max_pixels=self.settings.max_image_pixels)
+                except DeepLensError as exc:
+                    if isinstance(exc, TransientError):
+                        raise
+                    return self._fail(row, "process-image", exc, cause)
+                thumbs = thumbnails(img)
+                for size, blob in thumbs.items():
+                    self.storage.put(bucket, thumb_key(row.id, size), blob, "image/webp")
+                with self.db.tx() as conn:
+                    execute(conn, "UPDATE images SET status = 'validated', width = %(w)s,"
+                            " height = %(h)s, thumb_256_key = %(t256)s, thumb_128_key = %(t128)s,"
+                            " thumbnails_bytes = %(tb)s, validated_at = now(), updated_at = now()"
+                            " WHERE id = %(id)s AND status = 'uploaded'",
+                            {"w": img.width, "h": img.height, "t256": thumb_key(row.id, 256),
+                             "t128": thumb_key(row.id, 128), "id": row.id,
+                             "tb": sum(len(b) for b in thumbs.values())}, table="images")
+                width, height = img.width, img.height
+            else:
+                width, height = row.width or 0, row.height or 0
+        return make_event(types.IMAGE_VALIDATED, ImageValidated(
+            image_id=row.id, tenant_id=row.tenant_id, bucket=bucket, key=row.original_key,
+            width=width, height=height,
+            thumbnails={"256": thumb_key(row.id, 256), "128": thumb_key(row.id, 128)}),
+            source="/deeplens/process-image", causation=cause)
+
+    # --- extract -------------------------------------------------------------------------
+    def extract(self, p: ImageValidated, cause: Event) -> Event | None:
+        loaded = self._load(p.image_id, p.tenant_id)
+        if loaded is None:
+            return None
+        row, tenant = loaded
+        if row.status in ("failed", "uploaded", "indexed"):
+            return None
+        embedder = self._embedder()
+        with span("image.extract", tenant_id=row.tenant_id, image_id=row.id,
+                  model=embedder.spec.name):
+            data = self.storage.get(tenant.minio_bucket_name, row.original_key)
+            try:
+                vector = embedder.embed(data)
+            except DeepLensError as exc:
+                if isinstance(exc, TransientError):
+                    raise
+                return self._fail(row, "extract", exc, cause)
+            space = tenant.qdrant_collection_name
+            with self.db.tx() as conn:
+                execute(conn, "UPDATE images SET status = 'extracted', model = %(m)s,"
+                        " vector_space = %(s)s, extracted_at = now(), updated_at = now()"
+                        " WHERE id = %(id)s AND status = 'validated'",
+                        {"m": embedder.spec.name, "s": space, "id": row.id}, table="images")
+        return make_event(types.FEATURES_EXTRACTED, FeaturesExtracted(
+            image_id=row.id, tenant_id=row.tenant_id, model=embedder.spec.name,
+            dim=len(vector), space=space, vector=vector), source="/deeplens/extract",
+            causation=cause)
+
+    # --- index-vector --------------------------------------------------------------------
+    def index(self, p: FeaturesExtracted, cause: Event) -> Event | None:
+        loaded = self._load(p.image_id, p.tenant_id)
+        if loaded is None:
+            return None
+        row, _tenant = loaded
+        if row.status not in ("extracted", "indexed"):
+            return None
+        vectors = self._vectors()
+        with span("image.index", tenant_id=row.tenant_id, image_id=row.id):
+            vectors.ensure_space(p.space, p.dim)
+            # Upsert by image id: indexing the same image twice leaves one point.
+            vectors.upsert(p.space, tenant_id=row.tenant_id, point_id=row.id, vector=p.vector,
+                           payload={"filename": row.filename,
+                                    "uploadedAt": row.uploaded_at.isoformat(),
+                                    "model": p.model})
+            with self.db.tx() as conn:
+                execute(conn, "UPDATE images SET status = 'indexed', indexed_at = now(),"
+                        " updated_at = now() WHERE id = %(id)s AND status = 'extracted'",
+                        {"id": row.id}, table="images")
+        return make_event(types.IMAGE_INDEXED, ImageIndexed(
+            image_id=row.id, tenant_id=row.tenant_id, space=p.space, model=p.model),
+            source="/deeplens/index-vector", causation=cause)
+
+    # --- sweeper -------------------------------------------------------------------------
+    def stuck(self, older_than_seconds: float, limit: int = 500) -> list[ImageRow]:
+        """Images that stopped mid-pipeline with no delivery pending for them."""
+        with self.db.tx() as conn:
+            return fetch_all(conn, """
+                SELECT i.* FROM images i
+                WHERE i.deleted_at IS NULL AND i.status IN ('uploaded', 'validated', 'extracted')
+                  AND i.updated_at < now() - make_interval(secs => %(s)s)
+                  AND NOT EXISTS (
+                    SELECT 1 FROM broker_deliveries d
+                    WHERE d.status = 'pending'
+                      AND d.event->>'subject' = 'tenants/' || i.tenant_id || '/images/' || i.id)
+                ORDER BY i.updated_at LIMIT %(l)s
+                """, {"s": older_than_seconds, "l": limit}, table="images", row=ImageRow)
+
+    def deleted(self, limit: int = 200) -> list[ImageRow]:
+        with self.db.tx() as conn:
+            return fetch_all(conn, "SELECT * FROM images WHERE deleted_at IS NOT NULL"
+                             " ORDER BY deleted_at LIMIT %(l)s", {"l": limit}, table="images",
+                             row=ImageRow)
+
+    def restart_event(self, row: ImageRow) -> Event | None:
+        """The event that restarts a stuck image at its stage (extracted restarts at
+        extraction: the vector travelled only in the lost event)."""
+        loaded = self._load(row.id, row.tenant_id)
+        if loaded is None:
+            return None
+        row, tenant = loaded
+        source = "/deeplens/sweeper"
+        if row.status == "uploaded":
+            return make_event(types.IMAGE_UPLOADED, ImageUploaded(
+                image_id=row.id, tenant_id=row.tenant_id, bucket=tenant.minio_bucket_name,
+                key=row.original_key, filename=row.filename, content_type=row.content_type,
+                size_bytes=row.size_bytes, sha256=row.sha256), source=source)
+        if row.status in ("validated", "extracted"):
+            if row.status == "extracted":
+                with self.db.tx() as conn:
+                    execute(conn, "UPDATE images SET status = 'validated', updated_at = now()"
+                            " WHERE id = %(id)s AND status = 'extracted'", {"id": row.id},
+                            table="images")
+            return make_event(types.IMAGE_VALIDATED, ImageValidated(
+                image_id=row.id, tenant_id=row.tenant_id, bucket=tenant.minio_bucket_name,
+                key=row.original_key, width=row.width or 0, height=row.height or 0,
+                thumbnails={"256": thumb_key(row.id, 256), "128": thumb_key(row.id, 128)}),
+                source=source)
+        return None
