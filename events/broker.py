@@ -48,8 +48,16 @@ class Delivery:
 
 
 class LocalBroker:
-    def __init__(self, db: Database, app: Any, settings: Settings, *, concurrency: int = 8,
-                 lease_seconds: float = 60.0, sweep_every: float = 15.0):
+    def __init__(
+        self,
+        db: Database,
+        app: Any,
+        settings: Settings,
+        *,
+        concurrency: int = 8,
+        lease_seconds: float = 60.0,
+        sweep_every: float = 15.0,
+    ):
         self.db, self.app, self.settings = db, app, settings
         self.concurrency, self.lease = concurrency, lease_seconds
         self.sweep_every = sweep_every
@@ -71,8 +79,9 @@ class LocalBroker:
 
     async def _run(self) -> None:
         transport = httpx.ASGITransport(app=self.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://broker.local",
-                                     timeout=120) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://broker.local", timeout=120
+        ) as client:
             next_sweep = time.monotonic() + 2.0
             while not self._stop.is_set():
                 try:
@@ -90,12 +99,22 @@ class LocalBroker:
 
     def _claim(self) -> list[Delivery]:
         with self.db.tx() as conn:
-            rows = fetch_all(conn, CLAIM, {"lease": self.lease, "n": self.concurrency},
-                             table="broker_deliveries", row=Delivery)
+            rows = fetch_all(
+                conn,
+                CLAIM,
+                {"lease": self.lease, "n": self.concurrency},
+                table="broker_deliveries",
+                row=Delivery,
+            )
         return rows
 
-    async def _post(self, client: httpx.AsyncClient, path: str, event: Event,
-                    extra: dict[str, str] | None = None) -> httpx.Response:
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        path: str,
+        event: Event,
+        extra: dict[str, str] | None = None,
+    ) -> httpx.Response:
         headers, body = encode_binary(event)
         headers.update(extra or {})
         return await client.post(path, headers=headers, content=body)
@@ -117,23 +136,32 @@ class LocalBroker:
 
     def _done(self, d: Delivery, reply: Event | None) -> None:
         with self.db.tx() as conn:
-            execute(conn, "UPDATE broker_deliveries SET status = 'done', updated_at = now(),"
-                    " last_error = NULL WHERE id = %(id)s", {"id": d.id},
-                    table="broker_deliveries")
+            execute(
+                conn,
+                "UPDATE broker_deliveries SET status = 'done', updated_at = now(),"
+                " last_error = NULL WHERE id = %(id)s",
+                {"id": d.id},
+                table="broker_deliveries",
+            )
             if reply is not None:
                 enqueue(conn, reply)
         if reply is not None:
             self.wakeup.set()
 
-    async def _failed(self, client: httpx.AsyncClient, d: Delivery, event: Event,
-                      error: str) -> None:
+    async def _failed(
+        self, client: httpx.AsyncClient, d: Delivery, event: Event, error: str
+    ) -> None:
         if d.attempts < self.settings.broker_max_attempts:
             backoff = self.settings.broker_backoff_seconds * 2 ** (d.attempts - 1)
             await asyncio.to_thread(self._retry_later, d, error, backoff)
             return
         # Exhausted: hand to the dead-letter function with Knative's error extensions.
-        extra = {"ce-knativeerrordest": d.subscriber, "ce-knativeerrorcode": error[:3],
-                 "ce-knativeerrordata": error[:200], "ce-deeplensattempts": str(d.attempts)}
+        extra = {
+            "ce-knativeerrordest": d.subscriber,
+            "ce-knativeerrorcode": error[:3],
+            "ce-knativeerrordata": error[:200],
+            "ce-deeplensattempts": str(d.attempts),
+        }
         try:
             r = await self._post(client, DEAD_LETTER_PATH, event, extra)
             ok = 200 <= r.status_code < 300
@@ -146,22 +174,33 @@ class LocalBroker:
 
     def _retry_later(self, d: Delivery, error: str, delay: float) -> None:
         with self.db.tx() as conn:
-            execute(conn, "UPDATE broker_deliveries SET last_error = %(e)s, updated_at = now(),"
-                    " next_attempt_at = now() + make_interval(secs => %(s)s) WHERE id = %(id)s",
-                    {"e": error, "s": delay, "id": d.id}, table="broker_deliveries")
+            execute(
+                conn,
+                "UPDATE broker_deliveries SET last_error = %(e)s, updated_at = now(),"
+                " next_attempt_at = now() + make_interval(secs => %(s)s) WHERE id = %(id)s",
+                {"e": error, "s": delay, "id": d.id},
+                table="broker_deliveries",
+            )
 
     def _dead(self, d: Delivery, error: str) -> None:
         with self.db.tx() as conn:
-            execute(conn, "UPDATE broker_deliveries SET status = 'dead', last_error = %(e)s,"
-                    " updated_at = now() WHERE id = %(id)s", {"e": error, "id": d.id},
-                    table="broker_deliveries")
+            execute(
+                conn,
+                "UPDATE broker_deliveries SET status = 'dead', last_error = %(e)s,"
+                " updated_at = now() WHERE id = %(id)s",
+                {"e": error, "id": d.id},
+                table="broker_deliveries",
+            )
 
     async def _tick(self, client: httpx.AsyncClient) -> None:
         """What a PingSource does for the sweeper in production."""
         from events import types
 
-        tick = Event(type=types.SWEEP_TICK, source="/deeplens/local-broker",
-                     data={"scheduledAt": datetime.now().isoformat()})
+        tick = Event(
+            type=types.SWEEP_TICK,
+            source="/deeplens/local-broker",
+            data={"scheduledAt": datetime.now().isoformat()},
+        )
         try:
             r = await self._post(client, SWEEPER_PATH, tick)
             if r.status_code >= 300:
@@ -171,6 +210,7 @@ class LocalBroker:
 
     def pending(self) -> int:
         with self.db.tx() as conn:
-            row = conn.execute("SELECT count(*) FROM broker_deliveries WHERE status = 'pending'"
-                               ).fetchone()
+            row = conn.execute(
+                "SELECT count(*) FROM broker_deliveries WHERE status = 'pending'"
+            ).fetchone()
         return int(row[0]) if row else 0

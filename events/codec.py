@@ -37,23 +37,32 @@ class Event:
         return self.extensions.get("tenantid")
 
 
-def make_event(event_type: str, payload: Payload, *, source: str = SOURCE,
-               causation: Event | None = None) -> Event:
+def make_event(
+    event_type: str, payload: Payload, *, source: str = SOURCE, causation: Event | None = None
+) -> Event:
     """A DeepLens event: subject tenants/{t}/images/{i}, tenantid and partitionkey set.
 
     Derived events get deterministic ids (type + image + causing event), so a handler that
     runs twice for the same input emits the same event id and the broker drops the copy.
     """
     tid, iid = str(payload.tenant_id), str(payload.image_id)
-    event_id = (str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event_type}/{iid}/{causation.id}"))
-                if causation is not None else str(uuid.uuid4()))
+    event_id = (
+        str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event_type}/{iid}/{causation.id}"))
+        if causation is not None
+        else str(uuid.uuid4())
+    )
     ext = {"tenantid": tid, "partitionkey": iid}
     if causation is not None and "traceparent" in causation.extensions:
         ext["traceparent"] = causation.extensions["traceparent"]
-    return Event(type=event_type, source=source, id=event_id,
-                 subject=f"tenants/{tid}/images/{iid}",
-                 data=payload.model_dump(mode="json", by_alias=True), extensions=ext,
-                 dataschema=dataschema(event_type))
+    return Event(
+        type=event_type,
+        source=source,
+        id=event_id,
+        subject=f"tenants/{tid}/images/{iid}",
+        data=payload.model_dump(mode="json", by_alias=True),
+        extensions=ext,
+        dataschema=dataschema(event_type),
+    )
 
 
 def decode(headers: dict[str, str], body: bytes) -> Event:
@@ -70,16 +79,32 @@ def decode(headers: dict[str, str], body: bytes) -> Event:
             data = json.loads(data) if data else {}
         except json.JSONDecodeError as exc:
             raise InvalidInput("CloudEvent data is not JSON", code="invalid_cloudevent") from exc
-    core = {"id", "source", "type", "specversion", "subject", "time", "datacontenttype",
-            "dataschema", "data", "data_base64"}
+    core = {
+        "id",
+        "source",
+        "type",
+        "specversion",
+        "subject",
+        "time",
+        "datacontenttype",
+        "dataschema",
+        "data",
+        "data_base64",
+    }
     extensions = {k: str(v) for k, v in attrs.items() if k not in core}
     if "traceparent" in lowered and "traceparent" not in extensions:
         extensions["traceparent"] = lowered["traceparent"]
     t = attrs.get("time")
-    return Event(type=str(attrs["type"]), source=str(attrs["source"]), id=str(attrs["id"]),
-                 subject=attrs.get("subject"), data=data if isinstance(data, dict) else {"value": data},
-                 time=t if isinstance(t, datetime) else datetime.now(UTC),
-                 extensions=extensions, dataschema=attrs.get("dataschema"))
+    return Event(
+        type=str(attrs["type"]),
+        source=str(attrs["source"]),
+        id=str(attrs["id"]),
+        subject=attrs.get("subject"),
+        data=data if isinstance(data, dict) else {"value": data},
+        time=t if isinstance(t, datetime) else datetime.now(UTC),
+        extensions=extensions,
+        dataschema=attrs.get("dataschema"),
+    )
 
 
 def payload(event: Event, model: type[Payload] | None = None) -> Payload:
@@ -93,9 +118,15 @@ def payload(event: Event, model: type[Payload] | None = None) -> Payload:
 
 
 def _to_ce(event: Event) -> CloudEvent:
-    attrs: dict[str, Any] = {"id": event.id, "source": event.source, "type": event.type,
-                             "specversion": "1.0", "time": event.time,
-                             "datacontenttype": "application/json", **event.extensions}
+    attrs: dict[str, Any] = {
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "specversion": "1.0",
+        "time": event.time,
+        "datacontenttype": "application/json",
+        **event.extensions,
+    }
     if event.subject:
         attrs["subject"] = event.subject
     if event.dataschema:
@@ -129,8 +160,18 @@ def from_json(doc: dict[str, Any]) -> Event:
 
 def read_event_json(event: Event) -> dict[str, Any]:
     """The event as stored for replay: structured JSON without the broker's error extensions."""
-    clean = Event(type=event.type, source=event.source, data=event.data, id=event.id,
-                  subject=event.subject, time=event.time, dataschema=event.dataschema,
-                  extensions={k: v for k, v in event.extensions.items()
-                              if not k.startswith(("knativeerror", "deeplens"))})
+    clean = Event(
+        type=event.type,
+        source=event.source,
+        data=event.data,
+        id=event.id,
+        subject=event.subject,
+        time=event.time,
+        dataschema=event.dataschema,
+        extensions={
+            k: v
+            for k, v in event.extensions.items()
+            if not k.startswith(("knativeerror", "deeplens"))
+        },
+    )
     return to_json(clean)

@@ -39,9 +39,18 @@ def enqueue(conn: psycopg.Connection[Any], event: Event) -> int:
     doc = Jsonb(to_json(event))
     n = 0
     for trig in triggers_for(event.type):
-        n += execute(conn, ENQUEUE, {"id": event.id, "type": event.type, "trigger": trig.name,
-                                     "subscriber": trig.path, "event": doc},
-                     table="broker_deliveries")
+        n += execute(
+            conn,
+            ENQUEUE,
+            {
+                "id": event.id,
+                "type": event.type,
+                "trigger": trig.name,
+                "subscriber": trig.path,
+                "event": doc,
+            },
+            table="broker_deliveries",
+        )
     return n
 
 

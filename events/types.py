@@ -12,5 +12,11 @@ IMAGE_DELETED = f"{PREFIX}.image.deleted.v1"
 SWEEP_TICK = "dev.knative.sources.ping"  # what a PingSource sends
 KAFKA_RECORD = "dev.knative.kafka.event"  # what a KafkaSource sends (MinIO notifications)
 
-ALL = [IMAGE_UPLOADED, IMAGE_VALIDATED, FEATURES_EXTRACTED, IMAGE_INDEXED, IMAGE_FAILED,
-       IMAGE_DELETED]
+ALL = [
+    IMAGE_UPLOADED,
+    IMAGE_VALIDATED,
+    FEATURES_EXTRACTED,
+    IMAGE_INDEXED,
+    IMAGE_FAILED,
+    IMAGE_DELETED,
+]

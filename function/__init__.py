@@ -30,8 +30,9 @@ def new(**overrides: Any) -> DeepLensFunction:
 
 
 class DeepLensFunction:
-    def __init__(self, target: str | None = None, *, only: list[str] | None = None,
-                 **overrides: Any):
+    def __init__(
+        self, target: str | None = None, *, only: list[str] | None = None, **overrides: Any
+    ):
         self.target = target if target is not None else os.environ.get("FUNCTION_TARGET") or None
         for name in [self.target] if self.target else (only or []):
             if name not in FUNCTIONS:
@@ -69,11 +70,16 @@ class DeepLensFunction:
             if warm is not None:
                 warm(container)
         self.app = app
-        self._asgi = TraceRequests(BodyLimit(app, json_limit=settings.max_json_bytes,
-                                             upload_limit=settings.max_upload_bytes))
-        if settings.broker == "local" and self.target is None and cfg.get(
-            "DEEPLENS_BROKER_AUTOSTART", "1"
-        ) != "0":
+        self._asgi = TraceRequests(
+            BodyLimit(
+                app, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes
+            )
+        )
+        if (
+            settings.broker == "local"
+            and self.target is None
+            and cfg.get("DEEPLENS_BROKER_AUTOSTART", "1") != "0"
+        ):
             from events.broker import LocalBroker
 
             self.broker = LocalBroker(container.db, self.handle, settings)
@@ -110,8 +116,13 @@ class DeepLensFunction:
             return
         if self.app is None:
             body = b'{"error":{"code":"not_ready","message":"function is starting"}}'
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await self._asgi(scope, receive, send)

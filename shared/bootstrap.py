@@ -38,9 +38,16 @@ log = logging.getLogger(__name__)
 class Container:
     """Everything a function instance holds between requests. Built in ``start()``."""
 
-    def __init__(self, settings: Settings, *, storage: ObjectStore | None = None,
-                 vectors: VectorIndex | None = None, embedder: Embedder | None = None,
-                 publisher: Publisher | None = None, run_migrations: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        storage: ObjectStore | None = None,
+        vectors: VectorIndex | None = None,
+        embedder: Embedder | None = None,
+        publisher: Publisher | None = None,
+        run_migrations: bool = True,
+    ):
         self.settings = settings
         url = settings.database_url or embedded_database_url(settings.data_dir)
         self.database_url = url
@@ -68,8 +75,13 @@ class Container:
         if private is None and not jwt.public_key and self.settings.env != "production":
             private = generate_dev_key(self.settings.data_dir)
         publics = [jwt.public_key.encode()] if jwt.public_key else []
-        return TokenKeys(private_pem=private, public_pems=publics, issuer=jwt.issuer,
-                         audience=jwt.audience, access_ttl=jwt.access_ttl_seconds)
+        return TokenKeys(
+            private_pem=private,
+            public_pems=publics,
+            issuer=jwt.issuer,
+            audience=jwt.audience,
+            access_ttl=jwt.access_ttl_seconds,
+        )
 
     @cached_property
     def hasher(self) -> PasswordHasher:
@@ -77,14 +89,19 @@ class Container:
 
     @cached_property
     def sessions(self) -> SessionService:
-        return SessionService(self.db, self.keys, self.hasher,
-                              self.settings.jwt.refresh_ttl_seconds)
+        return SessionService(
+            self.db, self.keys, self.hasher, self.settings.jwt.refresh_ttl_seconds
+        )
 
     @cached_property
     def tenants(self) -> TenantService:
-        return TenantService(self.db, self.sessions,
-                             bucket_prefix=self.settings.storage.bucket_prefix,
-                             model=self.settings.features.model, provision=self.provision)
+        return TenantService(
+            self.db,
+            self.sessions,
+            bucket_prefix=self.settings.storage.bucket_prefix,
+            model=self.settings.features.model,
+            provision=self.provision,
+        )
 
     @cached_property
     def users(self) -> UserService:
@@ -95,16 +112,20 @@ class Container:
         return ApiKeyService(self.db)
 
     def principal_from_claims(self, claims: Claims) -> Principal:
-        return Principal(tenant_id=uuid.UUID(claims.tid) if claims.tid else None,
-                         role=claims.role, user_id=uuid.UUID(claims.sub))
+        return Principal(
+            tenant_id=uuid.UUID(claims.tid) if claims.tid else None,
+            role=claims.role,
+            user_id=uuid.UUID(claims.sub),
+        )
 
     def provision(self, tenant: TenantRow) -> None:
         """Make the tenant's bucket and vector space (idempotent)."""
         self.storage.ensure_bucket(tenant.minio_bucket_name)
         from shared.features.registry import model_spec
 
-        self.vectors.ensure_space(tenant.qdrant_collection_name,
-                                  model_spec(self.settings.features.model).dim)
+        self.vectors.ensure_space(
+            tenant.qdrant_collection_name, model_spec(self.settings.features.model).dim
+        )
 
     # --- pipeline adapters -----------------------------------------------------------------
     @cached_property
@@ -143,15 +164,17 @@ class Container:
     def images(self) -> ImageService:
         from shared.images import ImageService
 
-        return ImageService(self.db, self.storage, self.publisher, self.settings,
-                            vectors=lambda: self.vectors)
+        return ImageService(
+            self.db, self.storage, self.publisher, self.settings, vectors=lambda: self.vectors
+        )
 
     @cached_property
     def pipeline(self) -> PipelineService:
         from shared.pipeline import PipelineService
 
-        return PipelineService(self.db, self.storage, lambda: self.vectors,
-                               lambda: self.embedder, self.settings)
+        return PipelineService(
+            self.db, self.storage, lambda: self.vectors, lambda: self.embedder, self.settings
+        )
 
     @cached_property
     def search(self) -> SearchService:

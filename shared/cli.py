@@ -35,10 +35,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         log.info("using embedded PostgreSQL under %s", settings.data_dir / "postgres")
     fn = new()
     app = LocalServer(fn, env)
-    log.info("DeepLens on http://%s:%s (data in %s)", args.host, args.port,
-             settings.data_dir.resolve())
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=5)
+    log.info(
+        "DeepLens on http://%s:%s (data in %s)", args.host, args.port, settings.data_dir.resolve()
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 
@@ -50,8 +58,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env(_settings_env(args))
     url = settings.database_url or embedded_database_url(settings.data_dir)
     applied = migrate(url)
-    log.info("applied %d migration(s)%s", len(applied), ": " + ", ".join(applied) if applied
-             else " (up to date)")
+    log.info(
+        "applied %d migration(s)%s",
+        len(applied),
+        ": " + ", ".join(applied) if applied else " (up to date)",
+    )
     return 0
 
 
@@ -70,8 +81,12 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="deeplens", description="DeepLens image similarity search")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    parser = argparse.ArgumentParser(
+        prog="deeplens", description="DeepLens image similarity search"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run every function in one process (local mode)")

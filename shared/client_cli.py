@@ -26,14 +26,18 @@ def _client(args: argparse.Namespace) -> httpx.Client:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    files = sorted(p for p in Path(args.directory).rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in Path(args.directory).rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not files:
         print(f"no images under {args.directory}", file=sys.stderr)  # noqa: T201
         return 1
     failures: list[tuple[str, str]] = []
     ids: list[str] = []
     with _client(args) as client, tqdm(total=len(files), unit="img", desc="upload") as bar:
+
         def send(path: Path) -> None:
             r = client.post("/api/images/upload", files={"file": (path.name, path.read_bytes())})
             if r.status_code == 202:
@@ -69,9 +73,11 @@ def _wait_indexed(client: httpx.Client, ids: set[str], timeout: float) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        r = client.post("/api/images/search",
-                        files={"file": (Path(args.file).name, Path(args.file).read_bytes())},
-                        data={"limit": str(args.limit), "threshold": str(args.threshold)})
+        r = client.post(
+            "/api/images/search",
+            files={"file": (Path(args.file).name, Path(args.file).read_bytes())},
+            data={"limit": str(args.limit), "threshold": str(args.threshold)},
+        )
     if r.status_code != 200:
         print(f"search failed: {r.text}", file=sys.stderr)  # noqa: T201
         return 1

@@ -81,8 +81,9 @@ def _span_name(query: LiteralString, table: str) -> tuple[str, str]:
     return f"db.{op.lower()} {table}", op
 
 
-def execute(conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *,
-            table: str) -> int:
+def execute(
+    conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *, table: str
+) -> int:
     name, op = _span_name(query, table)
     with tracer.start_as_current_span(
         name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
@@ -91,32 +92,54 @@ def execute(conn: psycopg.Connection[Any], query: LiteralString, params: Params 
         return cur.rowcount
 
 
-def fetch_one(conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *,
-              table: str, row: type[T]) -> T | None:
+def fetch_one(
+    conn: psycopg.Connection[Any],
+    query: LiteralString,
+    params: Params = None,
+    *,
+    table: str,
+    row: type[T],
+) -> T | None:
     name, op = _span_name(query, table)
-    with tracer.start_as_current_span(
-        name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
-    ), conn.cursor(row_factory=class_row(row)) as cur:
+    with (
+        tracer.start_as_current_span(
+            name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
+        ),
+        conn.cursor(row_factory=class_row(row)) as cur,
+    ):
         cur.execute(query, params)
         return cur.fetchone()
 
 
-def fetch_all(conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *,
-              table: str, row: type[T]) -> list[T]:
+def fetch_all(
+    conn: psycopg.Connection[Any],
+    query: LiteralString,
+    params: Params = None,
+    *,
+    table: str,
+    row: type[T],
+) -> list[T]:
     name, op = _span_name(query, table)
-    with tracer.start_as_current_span(
-        name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
-    ), conn.cursor(row_factory=class_row(row)) as cur:
+    with (
+        tracer.start_as_current_span(
+            name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
+        ),
+        conn.cursor(row_factory=class_row(row)) as cur,
+    ):
         cur.execute(query, params)
         return cur.fetchall()
 
 
-def fetch_dicts(conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *,
-                table: str) -> list[dict[str, Any]]:
+def fetch_dicts(
+    conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *, table: str
+) -> list[dict[str, Any]]:
     name, op = _span_name(query, table)
-    with tracer.start_as_current_span(
-        name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
-    ), conn.cursor(row_factory=dict_row) as cur:
+    with (
+        tracer.start_as_current_span(
+            name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
+        ),
+        conn.cursor(row_factory=dict_row) as cur,
+    ):
         cur.execute(query, params)
         return cur.fetchall()
 
@@ -157,7 +180,7 @@ def migrate(url: str) -> list[str]:
                 if version in done:
                     continue
                 with conn.transaction():
-                    conn.execute(sql.SQL(text))  # type: ignore[arg-type]
+                    conn.execute(sql.SQL(text))  # type: ignore[arg-type,unused-ignore]
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                         (version, name),

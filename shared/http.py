@@ -28,9 +28,18 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",
-              415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+}
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -42,42 +51,61 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _deeplens(_: Request, exc: DeepLensError) -> JSONResponse:
         if exc.status >= 500:
             log.warning("request failed: %s (%s)", exc.code, exc.message)
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status,
-                            headers=exc.headers)
+        return JSONResponse(
+            error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse(error_body("invalid_json", "the request body is not valid JSON"),
-                                status_code=400)
-        details = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]),
-                    "message": str(e.get("msg", ""))} for e in errors]
+            return JSONResponse(
+                error_body("invalid_json", "the request body is not valid JSON"), status_code=400
+            )
+        details = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ())[1:]),
+                "message": str(e.get("msg", "")),
+            }
+            for e in errors
+        ]
         first = details[0] if details else {"field": "", "message": "invalid request"}
         return JSONResponse(
-            error_body("validation_error", f"{first['field'] or 'body'}: {first['message']}",
-                       details=details), status_code=422)
+            error_body(
+                "validation_error",
+                f"{first['field'] or 'body'}: {first['message']}",
+                details=details,
+            ),
+            status_code=422,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(error_body(code, message), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(code, message),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(error_body("internal_error", "internal server error"),
-                            status_code=500)
+        return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 
 
 class BodyLimit:
     """Refuse bodies over the limit before reading them (Content-Length) and while streaming
     (chunked uploads), so a 10 MB JSON body never reaches a parser."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *,
-                 json_limit: int, upload_limit: int):
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        *,
+        json_limit: int,
+        upload_limit: int,
+    ):
         self.app, self.json_limit, self.upload_limit = app, json_limit, upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,9 +144,16 @@ async def _send_error(send: Send, exc: DeepLensError) -> None:
     import json
 
     body = json.dumps(error_body(exc.code, exc.message)).encode()
-    await send({"type": "http.response.start", "status": exc.status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -133,9 +168,10 @@ class TraceRequests:
             await self.app(scope, receive, send)
             return
         with tracer.start_as_current_span(
-            f"HTTP {scope['method']}", attributes={"http.method": scope["method"],
-                                                   "http.target": scope["path"]}
+            f"HTTP {scope['method']}",
+            attributes={"http.method": scope["method"], "http.target": scope["path"]},
         ) as s:
+
             async def send_traced(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     s.set_attribute("http.status_code", message["status"])
@@ -172,8 +208,11 @@ def authenticated(request: Request) -> Principal:
         claims = c.keys.verify(token)
         principal = c.principal_from_claims(claims)
     else:
-        raise Unauthorized("authentication required", code="missing_credentials",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized(
+            "authentication required",
+            code="missing_credentials",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     request.state.principal = principal
     return principal
 

@@ -5,6 +5,7 @@ Every call is scoped to the caller's tenant in SQL; another tenant's id is simpl
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -94,8 +95,15 @@ def active_tenant(conn: Any, tenant_id: uuid.UUID) -> TenantRow:
 
 
 class ImageService:
-    def __init__(self, db: Database, storage: ObjectStore, publisher: Publisher,
-                 settings: Settings, *, vectors: Callable[[], VectorIndex]):
+    def __init__(
+        self,
+        db: Database,
+        storage: ObjectStore,
+        publisher: Publisher,
+        settings: Settings,
+        *,
+        vectors: Callable[[], VectorIndex],
+    ):
         self.db, self.storage, self.publisher, self.settings = db, storage, publisher, settings
         self._vectors = vectors
 
@@ -107,8 +115,10 @@ class ImageService:
         """
         tenant_id = principal.require_tenant()
         if len(data) > self.settings.max_upload_bytes:
-            raise PayloadTooLarge(f"images are limited to {self.settings.max_upload_bytes} bytes",
-                                  code="file_too_large")
+            raise PayloadTooLarge(
+                f"images are limited to {self.settings.max_upload_bytes} bytes",
+                code="file_too_large",
+            )
         filename = (filename or "image").replace("\\", "/").rsplit("/", 1)[-1][:255] or "image"
         with span("image.upload", tenant_id=tenant_id) as s:
             info, _ = validate_upload(data, filename, max_pixels=self.settings.max_image_pixels)
@@ -121,39 +131,78 @@ class ImageService:
             self.storage.put(tenant.minio_bucket_name, key, data, info.content_type)
             try:
                 with self.db.tx() as conn:
-                    row = fetch_one(conn, INSERT_IMAGE, {
-                        "id": image_id, "tenant_id": tenant_id, "filename": filename,
-                        "ctype": info.content_type, "size": len(data), "sha": digest,
-                        "w": info.width, "h": info.height, "key": key, "by": principal.user_id,
-                    }, table="images", row=ImageRow)
-                    execute(conn, "INSERT INTO usage_daily (tenant_id, day, uploads) VALUES"
-                            " (%(t)s, current_date, 1) ON CONFLICT (tenant_id, day) DO UPDATE"
-                            " SET uploads = usage_daily.uploads + 1", {"t": tenant_id},
-                            table="usage_daily")
+                    row = fetch_one(
+                        conn,
+                        INSERT_IMAGE,
+                        {
+                            "id": image_id,
+                            "tenant_id": tenant_id,
+                            "filename": filename,
+                            "ctype": info.content_type,
+                            "size": len(data),
+                            "sha": digest,
+                            "w": info.width,
+                            "h": info.height,
+                            "key": key,
+                            "by": principal.user_id,
+                        },
+                        table="images",
+                        row=ImageRow,
+                    )
+                    execute(
+                        conn,
+                        "INSERT INTO usage_daily (tenant_id, day, uploads) VALUES"
+                        " (%(t)s, current_date, 1) ON CONFLICT (tenant_id, day) DO UPDATE"
+                        " SET uploads = usage_daily.uploads + 1",
+                        {"t": tenant_id},
+                        table="usage_daily",
+                    )
             except BaseException:
                 self.storage.delete(tenant.minio_bucket_name, key)
                 raise
             assert row is not None
-            self.publisher.publish(make_event(types.IMAGE_UPLOADED, ImageUploaded(
-                image_id=image_id, tenant_id=tenant_id, bucket=tenant.minio_bucket_name, key=key,
-                filename=filename, content_type=info.content_type, size_bytes=len(data),
-                sha256=digest), source="/deeplens/images"))
+            self.publisher.publish(
+                make_event(
+                    types.IMAGE_UPLOADED,
+                    ImageUploaded(
+                        image_id=image_id,
+                        tenant_id=tenant_id,
+                        bucket=tenant.minio_bucket_name,
+                        key=key,
+                        filename=filename,
+                        content_type=info.content_type,
+                        size_bytes=len(data),
+                        sha256=digest,
+                    ),
+                    source="/deeplens/images",
+                )
+            )
             return row
 
     def get(self, principal: Principal, image_id: uuid.UUID) -> ImageRow:
         tenant_id = principal.require_tenant()
         with self.db.tx() as conn:
-            row = fetch_one(conn, IMAGE_IN_TENANT, {"id": image_id, "tenant_id": tenant_id},
-                            table="images", row=ImageRow)
+            row = fetch_one(
+                conn,
+                IMAGE_IN_TENANT,
+                {"id": image_id, "tenant_id": tenant_id},
+                table="images",
+                row=ImageRow,
+            )
         if row is None:
             raise NotFound("image not found", code="image_not_found")
         return row
 
-    def list(self, principal: Principal, *, page: int, page_size: int,
-             status: str | None = None) -> tuple[list[ImageRow], int]:
+    def list(
+        self, principal: Principal, *, page: int, page_size: int, status: str | None = None
+    ) -> tuple[list[ImageRow], int]:
         tenant_id = principal.require_tenant()
-        params = {"tenant_id": tenant_id, "status": status, "limit": page_size,
-                  "offset": (page - 1) * page_size}
+        params = {
+            "tenant_id": tenant_id,
+            "status": status,
+            "limit": page_size,
+            "offset": (page - 1) * page_size,
+        }
         with self.db.tx() as conn:
             rows = fetch_all(conn, LIST_IMAGES, params, table="images", row=ImageRow)
             total = fetch_one(conn, COUNT_IMAGES, params, table="images", row=Count)
@@ -182,12 +231,13 @@ class ImageService:
             raise Conflict("the thumbnail is not ready yet", code="thumbnail_not_ready")
         return self.storage.get(self._bucket(row.tenant_id), key)
 
-    def vector(self, principal: Principal, image_id: uuid.UUID) -> tuple[ImageRow, list[float]]:
+    def vector(
+        self, principal: Principal, image_id: uuid.UUID
+    ) -> tuple[ImageRow, builtins.list[float]]:
         row = self.get(principal, image_id)
         if row.status != "indexed" or row.vector_space is None:
             raise Conflict("the image is not indexed yet", code="not_indexed")
-        vec = self._vectors().get_vector(row.vector_space, tenant_id=row.tenant_id,
-                                         point_id=row.id)
+        vec = self._vectors().get_vector(row.vector_space, tenant_id=row.tenant_id, point_id=row.id)
         if vec is None:
             raise NotFound("vector not found", code="vector_not_found")
         return row, vec
@@ -197,13 +247,21 @@ class ImageService:
         objects, vector and row; the sweeper finishes whatever a crash interrupts."""
         row = self.get(principal, image_id)
         with self.db.tx() as conn:
-            execute(conn, "UPDATE images SET deleted_at = now(), updated_at = now()"
-                    " WHERE id = %(id)s AND tenant_id = %(t)s",
-                    {"id": row.id, "t": row.tenant_id}, table="images")
+            execute(
+                conn,
+                "UPDATE images SET deleted_at = now(), updated_at = now()"
+                " WHERE id = %(id)s AND tenant_id = %(t)s",
+                {"id": row.id, "t": row.tenant_id},
+                table="images",
+            )
         self.purge(row)
-        self.publisher.publish(make_event(types.IMAGE_DELETED, ImageDeleted(
-            image_id=row.id, tenant_id=row.tenant_id, space=row.vector_space),
-            source="/deeplens/images"))
+        self.publisher.publish(
+            make_event(
+                types.IMAGE_DELETED,
+                ImageDeleted(image_id=row.id, tenant_id=row.tenant_id, space=row.vector_space),
+                source="/deeplens/images",
+            )
+        )
 
     def purge(self, row: ImageRow) -> None:
         with span("image.purge", tenant_id=row.tenant_id, image_id=row.id):
@@ -215,13 +273,14 @@ class ImageService:
             # be indexed by a delivery already in flight.
             for space in {row.vector_space, tenant.qdrant_collection_name} - {None}:
                 try:
-                    self._vectors().delete(str(space), tenant_id=row.tenant_id,
-                                           point_ids=[row.id])
+                    self._vectors().delete(str(space), tenant_id=row.tenant_id, point_ids=[row.id])
                 except NotFound:
                     pass
             with self.db.tx() as conn:
-                execute(conn, "DELETE FROM images WHERE id = %(id)s AND tenant_id = %(t)s"
-                        " AND deleted_at IS NOT NULL", {"id": row.id, "t": row.tenant_id},
-                        table="images")
-
-
+                execute(
+                    conn,
+                    "DELETE FROM images WHERE id = %(id)s AND tenant_id = %(t)s"
+                    " AND deleted_at IS NOT NULL",
+                    {"id": row.id, "t": row.tenant_id},
+                    table="images",
+                )

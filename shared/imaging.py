@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from shared.errors import PayloadTooLarge, UnsupportedMedia, Unprocessable
+from shared.errors import PayloadTooLarge, Unprocessable, UnsupportedMedia
 
 # Truncated files are errors, never silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -42,33 +42,37 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def open_image(data: bytes, *, draft: tuple[int, int] | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(
+    data: bytes, *, draft: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """Decode fully into 8-bit RGB with EXIF orientation applied, or raise a 4xx error."""
     if not data:
         raise Unprocessable("the file is empty", code="empty_file")
     fmt = sniff(data)
     if fmt is None:
-        raise UnsupportedMedia("only JPEG, PNG and WebP images are accepted",
-                               code="unsupported_format")
+        raise UnsupportedMedia(
+            "only JPEG, PNG and WebP images are accepted", code="unsupported_format"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[fmt])
-            w, h = img.size
+            src = Image.open(io.BytesIO(data), formats=[fmt])
+            w, h = src.size
             if w * h > max_pixels or w <= 0 or h <= 0:
                 raise PayloadTooLarge(
                     f"image is {w}x{h}: over the {max_pixels} pixel limit",
-                    code="image_too_many_pixels")
+                    code="image_too_many_pixels",
+                )
             if draft is not None and fmt == "JPEG":
                 # DCT-domain downscaling: decoding a 12 MP JPEG at 1/8 scale costs ~1/20.
-                img.draft("RGB", (draft[0] * 2, draft[1] * 2))
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
+                src.draft("RGB", (draft[0] * 2, draft[1] * 2))
+            src.load()
+            img: Image.Image = ImageOps.exif_transpose(src) or src
             return _to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge("image dimensions look like a decompression bomb",
-                              code="image_too_many_pixels") from exc
+        raise PayloadTooLarge(
+            "image dimensions look like a decompression bomb", code="image_too_many_pixels"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise Unprocessable("the file is not a readable image", code="corrupt_image") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -91,19 +95,22 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def validate_upload(data: bytes, filename: str, *, max_pixels: int) -> tuple[ImageInfo,
-                                                                             Image.Image]:
+def validate_upload(
+    data: bytes, filename: str, *, max_pixels: int
+) -> tuple[ImageInfo, Image.Image]:
     """Check an upload completely (format by content, extension agreement, full decode)."""
     fmt = sniff(data) if data else None
     ext = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     if data and fmt is None:
-        raise UnsupportedMedia("only JPEG, PNG and WebP images are accepted",
-                               code="unsupported_format")
+        raise UnsupportedMedia(
+            "only JPEG, PNG and WebP images are accepted", code="unsupported_format"
+        )
     if fmt is not None and ext in EXTENSIONS and EXTENSIONS[ext] != fmt:
         # A file whose name claims another image type: refused so a library never holds a
         # ".png" that is a JPEG (browsers and tools downstream trust the extension).
-        raise UnsupportedMedia(f"the file is {fmt} but its name ends in {ext}",
-                               code="extension_mismatch")
+        raise UnsupportedMedia(
+            f"the file is {fmt} but its name ends in {ext}", code="extension_mismatch"
+        )
     img = open_image(data, max_pixels=max_pixels)
     assert fmt is not None
     return ImageInfo(fmt, FORMATS[fmt], img.width, img.height), img

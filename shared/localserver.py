@@ -30,8 +30,13 @@ class LocalServer:
                     return
         if scope["type"] == "http" and scope["path"] in ("/health/liveness", "/health/readiness"):
             ok, msg = self.fn.alive() if scope["path"].endswith("liveness") else self.fn.ready()
-            await send({"type": "http.response.start", "status": 200 if ok else 500,
-                        "headers": [(b"content-type", b"text/plain")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200 if ok else 500,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
             await send({"type": "http.response.body", "body": str(msg).encode()})
             return
         await self.fn.handle(scope, receive, send)

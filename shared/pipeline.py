@@ -47,15 +47,22 @@ TENANT: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at 
 
 
 class PipelineService:
-    def __init__(self, db: Database, storage: ObjectStore, vectors: Callable[[], VectorIndex],
-                 embedder: Callable[[], Embedder], settings: Settings):
+    def __init__(
+        self,
+        db: Database,
+        storage: ObjectStore,
+        vectors: Callable[[], VectorIndex],
+        embedder: Callable[[], Embedder],
+        settings: Settings,
+    ):
         self.db, self.storage, self.settings = db, storage, settings
         self._vectors, self._embedder = vectors, embedder
 
     def _load(self, image_id: uuid.UUID, tenant_id: uuid.UUID) -> tuple[ImageRow, TenantRow] | None:
         with self.db.tx() as conn:
-            row = fetch_one(conn, IMAGE, {"id": image_id, "tenant_id": tenant_id},
-                            table="images", row=ImageRow)
+            row = fetch_one(
+                conn, IMAGE, {"id": image_id, "tenant_id": tenant_id}, table="images", row=ImageRow
+            )
             tenant = fetch_one(conn, TENANT, {"id": tenant_id}, table="tenants", row=TenantRow)
         if row is None or tenant is None:
             return None  # deleted meanwhile: nothing to do
@@ -63,12 +70,25 @@ class PipelineService:
 
     def _fail(self, row: ImageRow, stage: str, exc: DeepLensError, cause: Event) -> Event:
         with self.db.tx() as conn:
-            execute(conn, "UPDATE images SET status = 'failed', failure_code = %(c)s,"
-                    " failure_reason = %(r)s, updated_at = now() WHERE id = %(id)s",
-                    {"c": exc.code, "r": exc.message, "id": row.id}, table="images")
-        return make_event(types.IMAGE_FAILED, ImageFailed(
-            image_id=row.id, tenant_id=row.tenant_id, stage=stage, code=exc.code,
-            reason=exc.message), source=f"/deeplens/{stage}", causation=cause)
+            execute(
+                conn,
+                "UPDATE images SET status = 'failed', failure_code = %(c)s,"
+                " failure_reason = %(r)s, updated_at = now() WHERE id = %(id)s",
+                {"c": exc.code, "r": exc.message, "id": row.id},
+                table="images",
+            )
+        return make_event(
+            types.IMAGE_FAILED,
+            ImageFailed(
+                image_id=row.id,
+                tenant_id=row.tenant_id,
+                stage=stage,
+                code=exc.code,
+                reason=exc.message,
+            ),
+            source=f"/deeplens/{stage}",
+            causation=cause,
+        )
 
     # --- process-image -------------------------------------------------------------------
     def process(self, p: ImageUploaded, cause: Event) -> Event | None:
@@ -92,21 +112,39 @@ class PipelineService:
                 for size, blob in thumbs.items():
                     self.storage.put(bucket, thumb_key(row.id, size), blob, "image/webp")
                 with self.db.tx() as conn:
-                    execute(conn, "UPDATE images SET status = 'validated', width = %(w)s,"
-                            " height = %(h)s, thumb_256_key = %(t256)s, thumb_128_key = %(t128)s,"
-                            " thumbnails_bytes = %(tb)s, validated_at = now(), updated_at = now()"
-                            " WHERE id = %(id)s AND status = 'uploaded'",
-                            {"w": img.width, "h": img.height, "t256": thumb_key(row.id, 256),
-                             "t128": thumb_key(row.id, 128), "id": row.id,
-                             "tb": sum(len(b) for b in thumbs.values())}, table="images")
+                    execute(
+                        conn,
+                        "UPDATE images SET status = 'validated', width = %(w)s,"
+                        " height = %(h)s, thumb_256_key = %(t256)s, thumb_128_key = %(t128)s,"
+                        " thumbnails_bytes = %(tb)s, validated_at = now(), updated_at = now()"
+                        " WHERE id = %(id)s AND status = 'uploaded'",
+                        {
+                            "w": img.width,
+                            "h": img.height,
+                            "t256": thumb_key(row.id, 256),
+                            "t128": thumb_key(row.id, 128),
+                            "id": row.id,
+                            "tb": sum(len(b) for b in thumbs.values()),
+                        },
+                        table="images",
+                    )
                 width, height = img.width, img.height
             else:
                 width, height = row.width or 0, row.height or 0
-        return make_event(types.IMAGE_VALIDATED, ImageValidated(
-            image_id=row.id, tenant_id=row.tenant_id, bucket=bucket, key=row.original_key,
-            width=width, height=height,
-            thumbnails={"256": thumb_key(row.id, 256), "128": thumb_key(row.id, 128)}),
-            source="/deeplens/process-image", causation=cause)
+        return make_event(
+            types.IMAGE_VALIDATED,
+            ImageValidated(
+                image_id=row.id,
+                tenant_id=row.tenant_id,
+                bucket=bucket,
+                key=row.original_key,
+                width=width,
+                height=height,
+                thumbnails={"256": thumb_key(row.id, 256), "128": thumb_key(row.id, 128)},
+            ),
+            source="/deeplens/process-image",
+            causation=cause,
+        )
 
     # --- extract -------------------------------------------------------------------------
     def extract(self, p: ImageValidated, cause: Event) -> Event | None:
@@ -117,8 +155,9 @@ class PipelineService:
         if row.status in ("failed", "uploaded", "indexed"):
             return None
         embedder = self._embedder()
-        with span("image.extract", tenant_id=row.tenant_id, image_id=row.id,
-                  model=embedder.spec.name):
+        with span(
+            "image.extract", tenant_id=row.tenant_id, image_id=row.id, model=embedder.spec.name
+        ):
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:
                 vector = embedder.embed(data)
@@ -128,14 +167,27 @@ class PipelineService:
                 return self._fail(row, "extract", exc, cause)
             space = tenant.qdrant_collection_name
             with self.db.tx() as conn:
-                execute(conn, "UPDATE images SET status = 'extracted', model = %(m)s,"
-                        " vector_space = %(s)s, extracted_at = now(), updated_at = now()"
-                        " WHERE id = %(id)s AND status = 'validated'",
-                        {"m": embedder.spec.name, "s": space, "id": row.id}, table="images")
-        return make_event(types.FEATURES_EXTRACTED, FeaturesExtracted(
-            image_id=row.id, tenant_id=row.tenant_id, model=embedder.spec.name,
-            dim=len(vector), space=space, vector=vector), source="/deeplens/extract",
-            causation=cause)
+                execute(
+                    conn,
+                    "UPDATE images SET status = 'extracted', model = %(m)s,"
+                    " vector_space = %(s)s, extracted_at = now(), updated_at = now()"
+                    " WHERE id = %(id)s AND status = 'validated'",
+                    {"m": embedder.spec.name, "s": space, "id": row.id},
+                    table="images",
+                )
+        return make_event(
+            types.FEATURES_EXTRACTED,
+            FeaturesExtracted(
+                image_id=row.id,
+                tenant_id=row.tenant_id,
+                model=embedder.spec.name,
+                dim=len(vector),
+                space=space,
+                vector=vector,
+            ),
+            source="/deeplens/extract",
+            causation=cause,
+        )
 
     # --- index-vector --------------------------------------------------------------------
     def index(self, p: FeaturesExtracted, cause: Event) -> Event | None:
@@ -149,23 +201,39 @@ class PipelineService:
         with span("image.index", tenant_id=row.tenant_id, image_id=row.id):
             vectors.ensure_space(p.space, p.dim)
             # Upsert by image id: indexing the same image twice leaves one point.
-            vectors.upsert(p.space, tenant_id=row.tenant_id, point_id=row.id, vector=p.vector,
-                           payload={"filename": row.filename,
-                                    "uploadedAt": row.uploaded_at.isoformat(),
-                                    "model": p.model})
+            vectors.upsert(
+                p.space,
+                tenant_id=row.tenant_id,
+                point_id=row.id,
+                vector=p.vector,
+                payload={
+                    "filename": row.filename,
+                    "uploadedAt": row.uploaded_at.isoformat(),
+                    "model": p.model,
+                },
+            )
             with self.db.tx() as conn:
-                execute(conn, "UPDATE images SET status = 'indexed', indexed_at = now(),"
-                        " updated_at = now() WHERE id = %(id)s AND status = 'extracted'",
-                        {"id": row.id}, table="images")
-        return make_event(types.IMAGE_INDEXED, ImageIndexed(
-            image_id=row.id, tenant_id=row.tenant_id, space=p.space, model=p.model),
-            source="/deeplens/index-vector", causation=cause)
+                execute(
+                    conn,
+                    "UPDATE images SET status = 'indexed', indexed_at = now(),"
+                    " updated_at = now() WHERE id = %(id)s AND status = 'extracted'",
+                    {"id": row.id},
+                    table="images",
+                )
+        return make_event(
+            types.IMAGE_INDEXED,
+            ImageIndexed(image_id=row.id, tenant_id=row.tenant_id, space=p.space, model=p.model),
+            source="/deeplens/index-vector",
+            causation=cause,
+        )
 
     # --- sweeper -------------------------------------------------------------------------
     def stuck(self, older_than_seconds: float, limit: int = 500) -> list[ImageRow]:
         """Images that stopped mid-pipeline with no delivery pending for them."""
         with self.db.tx() as conn:
-            return fetch_all(conn, """
+            return fetch_all(
+                conn,
+                """
                 SELECT i.* FROM images i
                 WHERE i.deleted_at IS NULL AND i.status IN ('uploaded', 'validated', 'extracted')
                   AND i.updated_at < now() - make_interval(secs => %(s)s)
@@ -174,13 +242,21 @@ class PipelineService:
                     WHERE d.status = 'pending'
                       AND d.event->>'subject' = 'tenants/' || i.tenant_id || '/images/' || i.id)
                 ORDER BY i.updated_at LIMIT %(l)s
-                """, {"s": older_than_seconds, "l": limit}, table="images", row=ImageRow)
+                """,
+                {"s": older_than_seconds, "l": limit},
+                table="images",
+                row=ImageRow,
+            )
 
     def deleted(self, limit: int = 200) -> list[ImageRow]:
         with self.db.tx() as conn:
-            return fetch_all(conn, "SELECT * FROM images WHERE deleted_at IS NOT NULL"
-                             " ORDER BY deleted_at LIMIT %(l)s", {"l": limit}, table="images",
-                             row=ImageRow)
+            return fetch_all(
+                conn,
+                "SELECT * FROM images WHERE deleted_at IS NOT NULL ORDER BY deleted_at LIMIT %(l)s",
+                {"l": limit},
+                table="images",
+                row=ImageRow,
+            )
 
     def restart_event(self, row: ImageRow) -> Event | None:
         """The event that restarts a stuck image at its stage (extracted restarts at
@@ -191,19 +267,41 @@ class PipelineService:
         row, tenant = loaded
         source = "/deeplens/sweeper"
         if row.status == "uploaded":
-            return make_event(types.IMAGE_UPLOADED, ImageUploaded(
-                image_id=row.id, tenant_id=row.tenant_id, bucket=tenant.minio_bucket_name,
-                key=row.original_key, filename=row.filename, content_type=row.content_type,
-                size_bytes=row.size_bytes, sha256=row.sha256), source=source)
+            return make_event(
+                types.IMAGE_UPLOADED,
+                ImageUploaded(
+                    image_id=row.id,
+                    tenant_id=row.tenant_id,
+                    bucket=tenant.minio_bucket_name,
+                    key=row.original_key,
+                    filename=row.filename,
+                    content_type=row.content_type,
+                    size_bytes=row.size_bytes,
+                    sha256=row.sha256,
+                ),
+                source=source,
+            )
         if row.status in ("validated", "extracted"):
             if row.status == "extracted":
                 with self.db.tx() as conn:
-                    execute(conn, "UPDATE images SET status = 'validated', updated_at = now()"
-                            " WHERE id = %(id)s AND status = 'extracted'", {"id": row.id},
-                            table="images")
-            return make_event(types.IMAGE_VALIDATED, ImageValidated(
-                image_id=row.id, tenant_id=row.tenant_id, bucket=tenant.minio_bucket_name,
-                key=row.original_key, width=row.width or 0, height=row.height or 0,
-                thumbnails={"256": thumb_key(row.id, 256), "128": thumb_key(row.id, 128)}),
-                source=source)
+                    execute(
+                        conn,
+                        "UPDATE images SET status = 'validated', updated_at = now()"
+                        " WHERE id = %(id)s AND status = 'extracted'",
+                        {"id": row.id},
+                        table="images",
+                    )
+            return make_event(
+                types.IMAGE_VALIDATED,
+                ImageValidated(
+                    image_id=row.id,
+                    tenant_id=row.tenant_id,
+                    bucket=tenant.minio_bucket_name,
+                    key=row.original_key,
+                    width=row.width or 0,
+                    height=row.height or 0,
+                    thumbnails={"256": thumb_key(row.id, 256), "128": thumb_key(row.id, 128)},
+                ),
+                source=source,
+            )
         return None

@@ -35,22 +35,40 @@ class Result:
 
 
 class SearchService:
-    def __init__(self, db: Database, vectors: VectorIndex, embedder: Callable[[], Embedder],
-                 settings: Settings):
+    def __init__(
+        self,
+        db: Database,
+        vectors: VectorIndex,
+        embedder: Callable[[], Embedder],
+        settings: Settings,
+    ):
         self.db, self.vectors, self.settings = db, vectors, settings
         self._embedder = embedder
 
-    def by_image(self, principal: Principal, data: bytes, *, limit: int = 10,
-                 threshold: float = 0.7, exclude: uuid.UUID | None = None) -> list[Result]:
+    def by_image(
+        self,
+        principal: Principal,
+        data: bytes,
+        *,
+        limit: int = 10,
+        threshold: float = 0.7,
+        exclude: uuid.UUID | None = None,
+    ) -> list[Result]:
         if not data:
             raise InvalidInput("the query image is empty", code="empty_file")
         with span("search.embed_query", tenant_id=principal.tenant_id):
             vector = self._embedder().embed(data)
-        return self.by_vector(principal, vector, limit=limit, threshold=threshold,
-                              exclude=exclude)
+        return self.by_vector(principal, vector, limit=limit, threshold=threshold, exclude=exclude)
 
-    def by_vector(self, principal: Principal, vector: list[float], *, limit: int = 10,
-                  threshold: float = 0.7, exclude: uuid.UUID | None = None) -> list[Result]:
+    def by_vector(
+        self,
+        principal: Principal,
+        vector: list[float],
+        *,
+        limit: int = 10,
+        threshold: float = 0.7,
+        exclude: uuid.UUID | None = None,
+    ) -> list[Result]:
         tenant_id = principal.require_tenant()
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
@@ -58,20 +76,34 @@ class SearchService:
             raise InvalidInput("threshold must be between -1 and 1", code="invalid_threshold")
         with span("search.query", tenant_id=tenant_id), self.db.tx() as conn:
             tenant = active_tenant(conn, tenant_id)
-            execute(conn, "INSERT INTO usage_daily (tenant_id, day, searches) VALUES"
-                    " (%(t)s, current_date, 1) ON CONFLICT (tenant_id, day) DO UPDATE"
-                    " SET searches = usage_daily.searches + 1", {"t": tenant_id},
-                    table="usage_daily")
+            execute(
+                conn,
+                "INSERT INTO usage_daily (tenant_id, day, searches) VALUES"
+                " (%(t)s, current_date, 1) ON CONFLICT (tenant_id, day) DO UPDATE"
+                " SET searches = usage_daily.searches + 1",
+                {"t": tenant_id},
+                table="usage_daily",
+            )
         try:
-            hits = self.vectors.search(tenant.qdrant_collection_name, tenant_id=tenant_id,
-                                       vector=vector, limit=limit + (1 if exclude else 0),
-                                       threshold=threshold)
+            hits = self.vectors.search(
+                tenant.qdrant_collection_name,
+                tenant_id=tenant_id,
+                vector=vector,
+                limit=limit + (1 if exclude else 0),
+                threshold=threshold,
+            )
         except NotFound:
             return []  # nothing indexed yet for this tenant's space
         base = self.settings.public_url.rstrip("/")
-        out = [Result(image_id=h.id, similarity=round(h.score, 6),
-                      filename=str(h.payload.get("filename", "")),
-                      uploaded_at=str(h.payload.get("uploadedAt", "")),
-                      thumbnail_url=f"{base}/api/images/{h.id}/thumbnail/256")
-               for h in hits if h.id != exclude]
+        out = [
+            Result(
+                image_id=h.id,
+                similarity=round(h.score, 6),
+                filename=str(h.payload.get("filename", "")),
+                uploaded_at=str(h.payload.get("uploadedAt", "")),
+                thumbnail_url=f"{base}/api/images/{h.id}/thumbnail/256",
+            )
+            for h in hits
+            if h.id != exclude
+        ]
         return out[:limit]

@@ -66,7 +66,8 @@ class LocalDiskStore:
     def ensure_bucket(self, bucket: str) -> None:
         self._bucket(bucket).mkdir(parents=True, exist_ok=True)
 
-    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:  # noqa: ARG002
+        # The local disk keeps no object metadata; the images row records the content type.
         path = self._path(bucket, key)
         with span("storage.put", bucket=bucket, key=key):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,12 +113,20 @@ class LocalDiskStore:
 class MinioStore:
     """Any S3-compatible endpoint through the MinIO SDK (MinIO, SeaweedFS, AWS S3)."""
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, *, secure: bool = False,
-                 region: str | None = None):
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        *,
+        secure: bool = False,
+        region: str | None = None,
+    ):
         from minio import Minio
 
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
-                            secure=secure, region=region)
+        self.client = Minio(
+            endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region
+        )
 
     def _call(self, what: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         from minio.error import S3Error
@@ -148,8 +157,15 @@ class MinioStore:
     def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         _check_key(key)
         with span("storage.put", bucket=bucket, key=key):
-            self._call("put", self.client.put_object, bucket, key, io.BytesIO(data), len(data),
-                       content_type=content_type)
+            self._call(
+                "put",
+                self.client.put_object,
+                bucket,
+                key,
+                io.BytesIO(data),
+                len(data),
+                content_type=content_type,
+            )
 
     def get(self, bucket: str, key: str) -> bytes:
         _check_key(key)
@@ -178,8 +194,9 @@ class MinioStore:
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         try:
-            objects = list(self._call("list", self.client.list_objects, bucket, prefix=prefix,
-                                      recursive=True))
+            objects = list(
+                self._call("list", self.client.list_objects, bucket, prefix=prefix, recursive=True)
+            )
         except NotFound:
             return 0
         for obj in objects:
@@ -197,6 +214,11 @@ class MinioStore:
 def build_store(settings: Settings) -> ObjectStore:
     s = settings.storage
     if s.backend == "s3":
-        return MinioStore(s.endpoint, s.access_key, s.secret_key.get_secret_value(),
-                          secure=s.secure, region=s.region)
+        return MinioStore(
+            s.endpoint,
+            s.access_key,
+            s.secret_key.get_secret_value(),
+            secure=s.secure,
+            region=s.region,
+        )
     return LocalDiskStore(settings.data_dir / "objects")

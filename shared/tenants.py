@@ -37,9 +37,7 @@ VALUES (%(id)s, %(tenant_id)s, %(email)s, %(hash)s, %(first)s, %(last)s, %(role)
 RETURNING *
 """
 TENANT_BY_ID: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL"
-TENANT_BY_SLUG: LiteralString = (
-    "SELECT * FROM tenants WHERE slug = %(slug)s AND deleted_at IS NULL"
-)
+TENANT_BY_SLUG: LiteralString = "SELECT * FROM tenants WHERE slug = %(slug)s AND deleted_at IS NULL"
 SLUG_TAKEN: LiteralString = (
     "SELECT 1 AS taken FROM tenants WHERE slug = %(slug)s AND deleted_at IS NULL"
 )
@@ -60,44 +58,84 @@ def collection_for(tenant_id: uuid.UUID, model: str, settings: dict[str, Any]) -
 
 
 class TenantService:
-    def __init__(self, db: Database, sessions: SessionService, *, bucket_prefix: str,
-                 model: str, provision: Provisioner | None = None):
+    def __init__(
+        self,
+        db: Database,
+        sessions: SessionService,
+        *,
+        bucket_prefix: str,
+        model: str,
+        provision: Provisioner | None = None,
+    ):
         self.db, self.sessions = db, sessions
         self.bucket_prefix, self.model, self.provision = bucket_prefix, model, provision
 
-    def create(self, *, name: str, admin_email: str, admin_password: str,
-               slug: str | None = None, description: str | None = None,
-               domain: str | None = None, tier: str = "Free", settings: dict[str, Any] | None = None,
-               admin_first_name: str | None = None, admin_last_name: str | None = None,
-               ip: str | None = None, user_agent: str | None = None
-               ) -> tuple[TenantRow, TokenPair]:
+    def create(
+        self,
+        *,
+        name: str,
+        admin_email: str,
+        admin_password: str,
+        slug: str | None = None,
+        description: str | None = None,
+        domain: str | None = None,
+        tier: str = "Free",
+        settings: dict[str, Any] | None = None,
+        admin_first_name: str | None = None,
+        admin_last_name: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> tuple[TenantRow, TokenPair]:
         """Create a tenant, its TenantOwner, a session for the owner, its bucket and space."""
         if tier not in TIERS:
             raise InvalidInput(f"unknown tier {tier!r}", code="invalid_tier")
         if slug is not None and not SLUG_RE.match(slug):
-            raise InvalidInput("slug must be lowercase letters, digits and dashes",
-                               code="invalid_slug")
+            raise InvalidInput(
+                "slug must be lowercase letters, digits and dashes", code="invalid_slug"
+            )
         limits = TIERS[tier]
         tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
         settings = dict(settings or {})
         password_hash = self.sessions.hasher.hash(admin_password)
         with span("tenant.create", tenant_id=tenant_id), self.db.tx() as conn:
             final_slug = slug or self._free_slug(conn, slugify(name))
-            tenant = fetch_one(conn, INSERT_TENANT, {
-                "id": tenant_id, "name": name, "slug": final_slug, "description": description,
-                "domain": domain, "tier": tier,
-                "bucket": f"{self.bucket_prefix}{tenant_id.hex}"[:63],
-                "collection": collection_for(tenant_id, self.model, settings),
-                "max_storage": limits.max_storage_bytes, "max_users": limits.max_users,
-                "max_calls": limits.max_api_calls_per_day, "settings": Jsonb(settings),
-                "created_by": user_id,
-            }, table="tenants", row=TenantRow)
+            tenant = fetch_one(
+                conn,
+                INSERT_TENANT,
+                {
+                    "id": tenant_id,
+                    "name": name,
+                    "slug": final_slug,
+                    "description": description,
+                    "domain": domain,
+                    "tier": tier,
+                    "bucket": f"{self.bucket_prefix}{tenant_id.hex}"[:63],
+                    "collection": collection_for(tenant_id, self.model, settings),
+                    "max_storage": limits.max_storage_bytes,
+                    "max_users": limits.max_users,
+                    "max_calls": limits.max_api_calls_per_day,
+                    "settings": Jsonb(settings),
+                    "created_by": user_id,
+                },
+                table="tenants",
+                row=TenantRow,
+            )
             assert tenant is not None
-            owner = fetch_one(conn, INSERT_USER, {
-                "id": user_id, "tenant_id": tenant_id, "email": admin_email.strip(),
-                "hash": password_hash, "first": admin_first_name, "last": admin_last_name,
-                "role": "TenantOwner",
-            }, table="users", row=UserRow)
+            owner = fetch_one(
+                conn,
+                INSERT_USER,
+                {
+                    "id": user_id,
+                    "tenant_id": tenant_id,
+                    "email": admin_email.strip(),
+                    "hash": password_hash,
+                    "first": admin_first_name,
+                    "last": admin_last_name,
+                    "role": "TenantOwner",
+                },
+                table="users",
+                row=UserRow,
+            )
             assert owner is not None
             # Provision inside the transaction: if the bucket or space cannot be made, the
             # tenant row is rolled back and the caller can retry (provisioning is idempotent).
@@ -130,47 +168,66 @@ class TenantService:
 
     def get_by_slug_internal(self, slug: str) -> TenantRow | None:
         with self.db.tx() as conn:
-            return fetch_one(conn, TENANT_BY_SLUG, {"slug": slug}, table="tenants",
-                             row=TenantRow)
+            return fetch_one(conn, TENANT_BY_SLUG, {"slug": slug}, table="tenants", row=TenantRow)
 
     def get_internal(self, tenant_id: uuid.UUID) -> TenantRow | None:
         """Unscoped read for the pipeline, which acts on an event's own tenant."""
         with self.db.tx() as conn:
-            return fetch_one(conn, TENANT_BY_ID, {"id": tenant_id}, table="tenants",
-                             row=TenantRow)
+            return fetch_one(conn, TENANT_BY_ID, {"id": tenant_id}, table="tenants", row=TenantRow)
 
     def list(self, principal: Principal, *, limit: int = 50, offset: int = 0) -> list[TenantRow]:
         with self.db.tx() as conn:
             if principal.is_system_admin:
-                return fetch_all(conn, "SELECT * FROM tenants WHERE deleted_at IS NULL"
-                                 " ORDER BY created_at LIMIT %(l)s OFFSET %(o)s",
-                                 {"l": limit, "o": offset}, table="tenants", row=TenantRow)
-            return fetch_all(conn, TENANT_BY_ID, {"id": principal.require_tenant()},
-                             table="tenants", row=TenantRow)
+                return fetch_all(
+                    conn,
+                    "SELECT * FROM tenants WHERE deleted_at IS NULL"
+                    " ORDER BY created_at LIMIT %(l)s OFFSET %(o)s",
+                    {"l": limit, "o": offset},
+                    table="tenants",
+                    row=TenantRow,
+                )
+            return fetch_all(
+                conn,
+                TENANT_BY_ID,
+                {"id": principal.require_tenant()},
+                table="tenants",
+                row=TenantRow,
+            )
 
-    def update(self, principal: Principal, tenant_id: uuid.UUID, changes: dict[str, Any]
-               ) -> TenantRow:
+    def update(
+        self, principal: Principal, tenant_id: uuid.UUID, changes: dict[str, Any]
+    ) -> TenantRow:
         """Owners edit name, description, domain and settings; tier, status and limits are
         the system admin's."""
         self.get(principal, tenant_id)
         principal.require_role("Admin")
-        operator_only = {"tier", "status", "max_storage_bytes", "max_users",
-                         "max_api_calls_per_day"}
+        operator_only = {
+            "tier",
+            "status",
+            "max_storage_bytes",
+            "max_users",
+            "max_api_calls_per_day",
+        }
         if operator_only & changes.keys() and not principal.is_system_admin:
             fields = ", ".join(sorted(operator_only & changes.keys()))
-            raise Forbidden(f"only a system administrator may change {fields}",
-                            code="insufficient_role")
+            raise Forbidden(
+                f"only a system administrator may change {fields}", code="insufficient_role"
+            )
         if "tier" in changes:
             if changes["tier"] not in TIERS:
                 raise InvalidInput("unknown tier", code="invalid_tier")
-            t = TIERS[changes["tier"]]
-            changes.setdefault("max_storage_bytes", t.max_storage_bytes)
-            changes.setdefault("max_users", t.max_users)
-            changes.setdefault("max_api_calls_per_day", t.max_api_calls_per_day)
+            tier = TIERS[changes["tier"]]
+            changes.setdefault("max_storage_bytes", tier.max_storage_bytes)
+            changes.setdefault("max_users", tier.max_users)
+            changes.setdefault("max_api_calls_per_day", tier.max_api_calls_per_day)
         with self.db.tx() as conn:
             for column, value in changes.items():
-                execute(conn, _UPDATES[column], {"id": tenant_id, "v": (
-                    Jsonb(value) if column == "settings" else value)}, table="tenants")
+                execute(
+                    conn,
+                    _UPDATES[column],
+                    {"id": tenant_id, "v": (Jsonb(value) if column == "settings" else value)},
+                    table="tenants",
+                )
             t = fetch_one(conn, TENANT_BY_ID, {"id": tenant_id}, table="tenants", row=TenantRow)
         assert t is not None
         return t
@@ -184,11 +241,11 @@ _UPDATES: dict[str, LiteralString] = {
     "settings": "UPDATE tenants SET settings = %(v)s, updated_at = now() WHERE id = %(id)s",
     "tier": "UPDATE tenants SET tier = %(v)s, updated_at = now() WHERE id = %(id)s",
     "status": "UPDATE tenants SET status = %(v)s, updated_at = now() WHERE id = %(id)s",
-    "max_storage_bytes":
-        "UPDATE tenants SET max_storage_bytes = %(v)s, updated_at = now() WHERE id = %(id)s",
+    "max_storage_bytes": "UPDATE tenants SET max_storage_bytes = %(v)s, updated_at = now()"
+    " WHERE id = %(id)s",
     "max_users": "UPDATE tenants SET max_users = %(v)s, updated_at = now() WHERE id = %(id)s",
-    "max_api_calls_per_day":
-        "UPDATE tenants SET max_api_calls_per_day = %(v)s, updated_at = now() WHERE id = %(id)s",
+    "max_api_calls_per_day": "UPDATE tenants SET max_api_calls_per_day = %(v)s,"
+    " updated_at = now() WHERE id = %(id)s",
 }
 
 

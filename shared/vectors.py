@@ -41,14 +41,29 @@ class SpaceInfo:
 
 class VectorIndex(Protocol):
     def ensure_space(self, name: str, dim: int) -> None: ...
-    def upsert(self, space: str, *, tenant_id: uuid.UUID, point_id: uuid.UUID,
-               vector: list[float], payload: dict[str, Any]) -> None: ...
+    def upsert(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        point_id: uuid.UUID,
+        vector: list[float],
+        payload: dict[str, Any],
+    ) -> None: ...
     def delete(self, space: str, *, tenant_id: uuid.UUID, point_ids: list[uuid.UUID]) -> None: ...
     def delete_tenant(self, space: str, *, tenant_id: uuid.UUID) -> None: ...
-    def search(self, space: str, *, tenant_id: uuid.UUID, vector: list[float], limit: int,
-               threshold: float | None = None) -> list[Hit]: ...
-    def get_vector(self, space: str, *, tenant_id: uuid.UUID,
-                   point_id: uuid.UUID) -> list[float] | None: ...
+    def search(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        vector: list[float],
+        limit: int,
+        threshold: float | None = None,
+    ) -> list[Hit]: ...
+    def get_vector(
+        self, space: str, *, tenant_id: uuid.UUID, point_id: uuid.UUID
+    ) -> list[float] | None: ...
     def count(self, space: str, *, tenant_id: uuid.UUID | None = None) -> int: ...
     def spaces(self) -> list[SpaceInfo]: ...
     def drop_space(self, name: str) -> None: ...
@@ -62,8 +77,10 @@ def _check_space(name: str) -> None:
 
 def _check_dim(vector: list[float], dim: int) -> None:
     if len(vector) != dim:
-        raise InvalidInput(f"vector has {len(vector)} dimensions; this space has {dim}",
-                           code="vector_dimension_mismatch")
+        raise InvalidInput(
+            f"vector has {len(vector)} dimensions; this space has {dim}",
+            code="vector_dimension_mismatch",
+        )
 
 
 class EdgeIndex:
@@ -81,8 +98,9 @@ class EdgeIndex:
 
     def _tenant_filter(self, tenant_id: uuid.UUID) -> Any:
         qe = self.qe
-        return qe.Filter(must=[qe.FieldCondition(key=TENANT_KEY,
-                                                 match=qe.MatchValue(str(tenant_id)))])
+        return qe.Filter(
+            must=[qe.FieldCondition(key=TENANT_KEY, match=qe.MatchValue(str(tenant_id)))]
+        )
 
     def _shard(self, name: str) -> Any:
         _check_space(name)
@@ -107,26 +125,42 @@ class EdgeIndex:
             if path.is_dir() and (path / "dim").exists():
                 existing = int((path / "dim").read_text())
                 if existing != dim:
-                    raise Conflict(f"collection {name} exists with dimension {existing}",
-                                   code="collection_dimension_conflict")
+                    raise Conflict(
+                        f"collection {name} exists with dimension {existing}",
+                        code="collection_dimension_conflict",
+                    )
                 return
             qe = self.qe
-            hnsw = qe.HnswIndexConfig(m=self.cfg.hnsw_m, ef_construct=self.cfg.hnsw_ef_construct,
-                                      full_scan_threshold=10_000, payload_m=self.cfg.hnsw_m)
-            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim,
-                                                               distance=qe.Distance.Cosine),
-                                   hnsw_config=hnsw)
+            hnsw = qe.HnswIndexConfig(
+                m=self.cfg.hnsw_m,
+                ef_construct=self.cfg.hnsw_ef_construct,
+                full_scan_threshold=10_000,
+                payload_m=self.cfg.hnsw_m,
+            )
+            config = qe.EdgeConfig(
+                vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine), hnsw_config=hnsw
+            )
             shutil.rmtree(path, ignore_errors=True)
             shard = qe.EdgeShard.create(str(path), config)
-            shard.update(qe.UpdateOperation.create_field_index(
-                TENANT_KEY, qe.KeywordIndexParams(is_tenant=True)))
+            shard.update(
+                qe.UpdateOperation.create_field_index(
+                    TENANT_KEY, qe.KeywordIndexParams(is_tenant=True)
+                )
+            )
             shard.flush()
             # Written last: a space without this file is an interrupted creation and is redone.
             (path / "dim").write_text(str(dim))
             self._shards[name], self._dims[name] = shard, dim
 
-    def upsert(self, space: str, *, tenant_id: uuid.UUID, point_id: uuid.UUID,
-               vector: list[float], payload: dict[str, Any]) -> None:
+    def upsert(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        point_id: uuid.UUID,
+        vector: list[float],
+        payload: dict[str, Any],
+    ) -> None:
         shard = self._shard(space)
         _check_dim(vector, self._dims[space])
         body = {**payload, TENANT_KEY: str(tenant_id)}
@@ -136,38 +170,56 @@ class EdgeIndex:
             existing = shard.retrieve([str(point_id)], with_payload=True, with_vector=False)
             if existing and (existing[0].payload or {}).get(TENANT_KEY) != str(tenant_id):
                 raise Conflict("point id belongs to another tenant", code="point_conflict")
-            shard.update(self.qe.UpdateOperation.upsert_points(
-                [self.qe.Point(str(point_id), vector, body)]))
+            shard.update(
+                self.qe.UpdateOperation.upsert_points([self.qe.Point(str(point_id), vector, body)])
+            )
 
     def delete(self, space: str, *, tenant_id: uuid.UUID, point_ids: list[uuid.UUID]) -> None:
         qe = self.qe
         shard = self._shard(space)
-        flt = qe.Filter(must=[
-            qe.FieldCondition(key=TENANT_KEY, match=qe.MatchValue(str(tenant_id))),
-            qe.HasIdCondition({str(p) for p in point_ids}),
-        ])
+        flt = qe.Filter(
+            must=[
+                qe.FieldCondition(key=TENANT_KEY, match=qe.MatchValue(str(tenant_id))),
+                qe.HasIdCondition({str(p) for p in point_ids}),
+            ]
+        )
         with span("vectors.delete", tenant_id=tenant_id, collection=space):
             shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
 
     def delete_tenant(self, space: str, *, tenant_id: uuid.UUID) -> None:
         shard = self._shard(space)
-        shard.update(self.qe.UpdateOperation.delete_points_by_filter(
-            self._tenant_filter(tenant_id)))
+        shard.update(
+            self.qe.UpdateOperation.delete_points_by_filter(self._tenant_filter(tenant_id))
+        )
 
-    def search(self, space: str, *, tenant_id: uuid.UUID, vector: list[float], limit: int,
-               threshold: float | None = None) -> list[Hit]:
+    def search(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        vector: list[float],
+        limit: int,
+        threshold: float | None = None,
+    ) -> list[Hit]:
         qe = self.qe
         shard = self._shard(space)
         _check_dim(vector, self._dims[space])
         with span("vectors.search", tenant_id=tenant_id, collection=space):
-            points = shard.query(qe.QueryRequest(
-                limit=limit, query=qe.Query.Nearest(vector), filter=self._tenant_filter(tenant_id),
-                with_payload=True, score_threshold=threshold,
-                params=qe.SearchParams(hnsw_ef=max(self.cfg.hnsw_ef, limit))))
+            points = shard.query(
+                qe.QueryRequest(
+                    limit=limit,
+                    query=qe.Query.Nearest(vector),
+                    filter=self._tenant_filter(tenant_id),
+                    with_payload=True,
+                    score_threshold=threshold,
+                    params=qe.SearchParams(hnsw_ef=max(self.cfg.hnsw_ef, limit)),
+                )
+            )
         return [Hit(uuid.UUID(str(p.id)), float(p.score), dict(p.payload or {})) for p in points]
 
-    def get_vector(self, space: str, *, tenant_id: uuid.UUID,
-                   point_id: uuid.UUID) -> list[float] | None:
+    def get_vector(
+        self, space: str, *, tenant_id: uuid.UUID, point_id: uuid.UUID
+    ) -> list[float] | None:
         shard = self._shard(space)
         recs = shard.retrieve([str(point_id)], with_payload=True, with_vector=True)
         if not recs or (recs[0].payload or {}).get(TENANT_KEY) != str(tenant_id):
@@ -186,8 +238,11 @@ class EdgeIndex:
         out = []
         for path in sorted(self.root.iterdir()):
             if (path / "dim").exists():
-                out.append(SpaceInfo(path.name, int((path / "dim").read_text()), "Cosine",
-                                     self.count(path.name)))
+                out.append(
+                    SpaceInfo(
+                        path.name, int((path / "dim").read_text()), "Cosine", self.count(path.name)
+                    )
+                )
         return out
 
     def optimize(self, name: str) -> None:
@@ -219,11 +274,15 @@ class QdrantIndex:
 
         target = location or cfg.url or ":memory:"
         if target == ":memory:" or not target.startswith(("http://", "https://")):
-            self.client = QdrantClient(location=target) if target == ":memory:" else \
-                QdrantClient(path=target)
+            self.client = (
+                QdrantClient(location=target) if target == ":memory:" else QdrantClient(path=target)
+            )
         else:
-            self.client = QdrantClient(url=target, api_key=(
-                cfg.api_key.get_secret_value() if cfg.api_key else None), timeout=10)
+            self.client = QdrantClient(
+                url=target,
+                api_key=(cfg.api_key.get_secret_value() if cfg.api_key else None),
+                timeout=10,
+            )
         self.cfg = cfg
         self._dims: dict[str, int] = {}
 
@@ -234,8 +293,9 @@ class QdrantIndex:
 
     def _tenant_filter(self, tenant_id: uuid.UUID) -> Any:
         m = self._models()
-        return m.Filter(must=[m.FieldCondition(key=TENANT_KEY,
-                                               match=m.MatchValue(value=str(tenant_id)))])
+        return m.Filter(
+            must=[m.FieldCondition(key=TENANT_KEY, match=m.MatchValue(value=str(tenant_id)))]
+        )
 
     def _dim(self, name: str) -> int:
         _check_space(name)
@@ -243,8 +303,9 @@ class QdrantIndex:
             try:
                 info = self._wrap(self.client.get_collection, name)
             except (ValueError, KeyError) as exc:
-                raise NotFound(f"collection {name} does not exist",
-                               code="collection_not_found") from exc
+                raise NotFound(
+                    f"collection {name} does not exist", code="collection_not_found"
+                ) from exc
             self._dims[name] = int(info.config.params.vectors.size)
         return self._dims[name]
 
@@ -266,63 +327,113 @@ class QdrantIndex:
         if self._wrap(self.client.collection_exists, name):
             existing = self._dim(name)
             if existing != dim:
-                raise Conflict(f"collection {name} exists with dimension {existing}",
-                               code="collection_dimension_conflict")
+                raise Conflict(
+                    f"collection {name} exists with dimension {existing}",
+                    code="collection_dimension_conflict",
+                )
             return
-        self._wrap(self.client.create_collection, name,
-                   vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE),
-                   hnsw_config=m.HnswConfigDiff(m=self.cfg.hnsw_m, payload_m=self.cfg.hnsw_m,
-                                                ef_construct=self.cfg.hnsw_ef_construct))
-        self._wrap(self.client.create_payload_index, name, TENANT_KEY,
-                   field_schema=m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD,
-                                                     is_tenant=True))
+        self._wrap(
+            self.client.create_collection,
+            name,
+            vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE),
+            hnsw_config=m.HnswConfigDiff(
+                m=self.cfg.hnsw_m,
+                payload_m=self.cfg.hnsw_m,
+                ef_construct=self.cfg.hnsw_ef_construct,
+            ),
+        )
+        self._wrap(
+            self.client.create_payload_index,
+            name,
+            TENANT_KEY,
+            field_schema=m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, is_tenant=True),
+        )
         self._dims[name] = dim
 
-    def upsert(self, space: str, *, tenant_id: uuid.UUID, point_id: uuid.UUID,
-               vector: list[float], payload: dict[str, Any]) -> None:
+    def upsert(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        point_id: uuid.UUID,
+        vector: list[float],
+        payload: dict[str, Any],
+    ) -> None:
         m = self._models()
         _check_dim(vector, self._dim(space))
         with span("vectors.upsert", tenant_id=tenant_id, collection=space):
             existing = self._wrap(self.client.retrieve, space, [str(point_id)], with_payload=True)
             if existing and (existing[0].payload or {}).get(TENANT_KEY) != str(tenant_id):
                 raise Conflict("point id belongs to another tenant", code="point_conflict")
-            self._wrap(self.client.upsert, space, points=[m.PointStruct(
-                id=str(point_id), vector=vector, payload={**payload, TENANT_KEY: str(tenant_id)})],
-                wait=True)
+            self._wrap(
+                self.client.upsert,
+                space,
+                points=[
+                    m.PointStruct(
+                        id=str(point_id),
+                        vector=vector,
+                        payload={**payload, TENANT_KEY: str(tenant_id)},
+                    )
+                ],
+                wait=True,
+            )
 
     def delete(self, space: str, *, tenant_id: uuid.UUID, point_ids: list[uuid.UUID]) -> None:
         m = self._models()
         self._dim(space)
-        flt = m.Filter(must=[
-            m.FieldCondition(key=TENANT_KEY, match=m.MatchValue(value=str(tenant_id))),
-            m.HasIdCondition(has_id=[str(p) for p in point_ids]),
-        ])
-        self._wrap(self.client.delete, space, points_selector=m.FilterSelector(filter=flt),
-                   wait=True)
+        flt = m.Filter(
+            must=[
+                m.FieldCondition(key=TENANT_KEY, match=m.MatchValue(value=str(tenant_id))),
+                m.HasIdCondition(has_id=[str(p) for p in point_ids]),
+            ]
+        )
+        self._wrap(
+            self.client.delete, space, points_selector=m.FilterSelector(filter=flt), wait=True
+        )
 
     def delete_tenant(self, space: str, *, tenant_id: uuid.UUID) -> None:
         m = self._models()
         self._dim(space)
-        self._wrap(self.client.delete, space, points_selector=m.FilterSelector(
-            filter=self._tenant_filter(tenant_id)), wait=True)
+        self._wrap(
+            self.client.delete,
+            space,
+            points_selector=m.FilterSelector(filter=self._tenant_filter(tenant_id)),
+            wait=True,
+        )
 
-    def search(self, space: str, *, tenant_id: uuid.UUID, vector: list[float], limit: int,
-               threshold: float | None = None) -> list[Hit]:
+    def search(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        vector: list[float],
+        limit: int,
+        threshold: float | None = None,
+    ) -> list[Hit]:
         m = self._models()
         _check_dim(vector, self._dim(space))
         with span("vectors.search", tenant_id=tenant_id, collection=space):
-            res = self._wrap(self.client.query_points, space, query=vector,
-                             query_filter=self._tenant_filter(tenant_id), limit=limit,
-                             score_threshold=threshold, with_payload=True,
-                             search_params=m.SearchParams(hnsw_ef=max(self.cfg.hnsw_ef, limit)))
-        return [Hit(uuid.UUID(str(p.id)), float(p.score), dict(p.payload or {}))
-                for p in res.points]
+            res = self._wrap(
+                self.client.query_points,
+                space,
+                query=vector,
+                query_filter=self._tenant_filter(tenant_id),
+                limit=limit,
+                score_threshold=threshold,
+                with_payload=True,
+                search_params=m.SearchParams(hnsw_ef=max(self.cfg.hnsw_ef, limit)),
+            )
+        return [
+            Hit(uuid.UUID(str(p.id)), float(p.score), dict(p.payload or {})) for p in res.points
+        ]
 
-    def get_vector(self, space: str, *, tenant_id: uuid.UUID,
-                   point_id: uuid.UUID) -> list[float] | None:
+    def get_vector(
+        self, space: str, *, tenant_id: uuid.UUID, point_id: uuid.UUID
+    ) -> list[float] | None:
         self._dim(space)
-        recs = self._wrap(self.client.retrieve, space, [str(point_id)], with_payload=True,
-                          with_vectors=True)
+        recs = self._wrap(
+            self.client.retrieve, space, [str(point_id)], with_payload=True, with_vectors=True
+        )
         if not recs or (recs[0].payload or {}).get(TENANT_KEY) != str(tenant_id):
             return None
         return [float(x) for x in recs[0].vector]

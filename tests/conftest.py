@@ -14,7 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-ADMIN_URL = os.environ.get("DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _url_for(dbname: str) -> str:
@@ -57,11 +59,13 @@ class Platform:
     def container(self) -> Any:
         return self.fn.container
 
-    def signup(self, name: str = "Acme", email: str | None = None,
-               password: str = "correct horse battery") -> dict[str, Any]:
+    def signup(
+        self, name: str = "Acme", email: str | None = None, password: str = "correct horse battery"
+    ) -> dict[str, Any]:
         email = email or f"owner-{uuid.uuid4().hex[:6]}@example.com"
-        r = self.client.post("/api/tenants", json={
-            "name": name, "adminEmail": email, "adminPassword": password})
+        r = self.client.post(
+            "/api/tenants", json={"name": name, "adminEmail": email, "adminPassword": password}
+        )
         assert r.status_code == 201, r.text
         body: dict[str, Any] = r.json()
         body["email"], body["password"] = email, password
@@ -69,8 +73,14 @@ class Platform:
         return body
 
 
-def make_platform(database_url: str, data_dir: Path, *, only: list[str] | None = None,
-                  env: dict[str, str] | None = None, **overrides: Any) -> Platform:
+def make_platform(
+    database_url: str,
+    data_dir: Path,
+    *,
+    only: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Platform:
     from function import new
 
     fn = new(only=only, **overrides)

@@ -51,8 +51,13 @@ async def login(body: LoginIn, request: Request) -> TokenPair:
     c = container(request)
     # bcrypt takes ~0.2 s at cost 12: off the event loop, or one login stalls every request.
     return await run_in_threadpool(
-        c.sessions.login, body.email, body.password, tenant_slug=body.tenant_slug,
-        ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+        c.sessions.login,
+        body.email,
+        body.password,
+        tenant_slug=body.tenant_slug,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
 
 
 @router.post("/api/auth/register", response_model=TokenPair, status_code=201)
@@ -63,20 +68,30 @@ def register(body: RegisterIn, request: Request) -> TokenPair:
     if tenant is None:
         raise NotFound("tenant not found", code="tenant_not_found")
     if not tenant.settings.get("allowSelfRegistration"):
-        raise Forbidden("this tenant does not accept self-registration",
-                        code="registration_closed")
+        raise Forbidden("this tenant does not accept self-registration", code="registration_closed")
     if tenant.status != "Active":
         raise Forbidden("this tenant is not active", code="tenant_suspended")
-    c.users.register(tenant_id=tenant.id, email=body.email, password=body.password,
-                     first_name=body.first_name, last_name=body.last_name)
-    return c.sessions.login(body.email, body.password, tenant_slug=tenant.slug,
-                            ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+    c.users.register(
+        tenant_id=tenant.id,
+        email=body.email,
+        password=body.password,
+        first_name=body.first_name,
+        last_name=body.last_name,
+    )
+    return c.sessions.login(
+        body.email,
+        body.password,
+        tenant_slug=tenant.slug,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
 
 
 @router.post("/api/auth/refresh", response_model=TokenPair)
 def refresh(body: RefreshIn, request: Request) -> TokenPair:
     return container(request).sessions.refresh(
-        body.refresh_token, ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+        body.refresh_token, ip=client_ip(request), user_agent=request.headers.get("user-agent")
+    )
 
 
 @router.post("/api/auth/logout", status_code=204)
@@ -89,11 +104,15 @@ def logout(body: RefreshIn, request: Request) -> Response:
 def me(request: Request, principal: Annotated[Principal, Depends(authenticated)]) -> MeOut:
     c = container(request)
     user = c.users.get_any(principal.user_id) if principal.user_id else None
-    tenant = (c.tenants.get(principal, principal.tenant_id)
-              if principal.tenant_id is not None else None)
-    return MeOut(user=UserOut.of(user) if user else None,
-                 tenant=TenantOut.of(tenant) if tenant else None, role=principal.role,
-                 via="api_key" if principal.api_key_id else "token")
+    tenant = (
+        c.tenants.get(principal, principal.tenant_id) if principal.tenant_id is not None else None
+    )
+    return MeOut(
+        user=UserOut.of(user) if user else None,
+        tenant=TenantOut.of(tenant) if tenant else None,
+        role=principal.role,
+        via="api_key" if principal.api_key_id else "token",
+    )
 
 
 @router.get("/.well-known/jwks.json")

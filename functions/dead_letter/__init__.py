@@ -30,18 +30,29 @@ def store(c: Container, event: Event) -> None:
     except ValueError:
         tenant_id = None
     with c.db.tx() as conn:
-        execute(conn, """
+        execute(
+            conn,
+            """
             INSERT INTO failed_events (id, event_id, event_type, source, subject, tenant_id,
                                        event, error, attempts)
             VALUES (%(id)s, %(eid)s, %(type)s, %(source)s, %(subject)s, %(tenant)s, %(event)s,
                     %(error)s, %(attempts)s)
             ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error,
                 attempts = failed_events.attempts + EXCLUDED.attempts
-            """, {"id": uuid.uuid4(), "eid": event.id, "type": event.type,
-                  "source": event.source, "subject": event.subject, "tenant": tenant_id,
-                  "event": Jsonb(read_event_json(event)), "error": error,
-                  "attempts": int(ext.get("deeplensattempts", "1") or 1)},
-            table="failed_events")
+            """,
+            {
+                "id": uuid.uuid4(),
+                "eid": event.id,
+                "type": event.type,
+                "source": event.source,
+                "subject": event.subject,
+                "tenant": tenant_id,
+                "event": Jsonb(read_event_json(event)),
+                "error": error,
+                "attempts": int(ext.get("deeplensattempts", "1") or 1),
+            },
+            table="failed_events",
+        )
 
 
 @router.post("/events/dead-letter")

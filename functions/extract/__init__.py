@@ -33,8 +33,9 @@ def warm(c: Container) -> None:
 def _check_model(c: Container, requested: object) -> str:
     name = c.embedder.spec.name
     if requested not in (None, "", name):
-        raise InvalidInput(f"this instance serves {name}; {requested} is not loaded",
-                           code="model_not_loaded")
+        raise InvalidInput(
+            f"this instance serves {name}; {requested} is not loaded", code="model_not_loaded"
+        )
     return name
 
 
@@ -49,8 +50,12 @@ async def extract(request: Request) -> dict[str, Any]:
     data = await upload.read()
     t0 = time.perf_counter()
     features = await run_in_threadpool(c.embedder.embed, data)
-    return {"features": features, "model": name, "shape": [len(features)],
-            "processing_time_ms": round((time.perf_counter() - t0) * 1000, 2)}
+    return {
+        "features": features,
+        "model": name,
+        "shape": [len(features)],
+        "processing_time_ms": round((time.perf_counter() - t0) * 1000, 2),
+    }
 
 
 @router.post("/extract/batch")
@@ -66,17 +71,30 @@ async def extract_batch(request: Request) -> dict[str, Any]:
     blobs = [await f.read() for f in files]
     t0 = time.perf_counter()
     vectors = await run_in_threadpool(c.embedder.embed_many, blobs)
-    return {"results": [{"filename": f.filename, "features": v, "shape": [len(v)]}
-                        for f, v in zip(files, vectors, strict=True)],
-            "model": name, "count": len(vectors),
-            "processing_time_ms": round((time.perf_counter() - t0) * 1000, 2)}
+    return {
+        "results": [
+            {"filename": f.filename, "features": v, "shape": [len(v)]}
+            for f, v in zip(files, vectors, strict=True)
+        ],
+        "model": name,
+        "count": len(vectors),
+        "processing_time_ms": round((time.perf_counter() - t0) * 1000, 2),
+    }
 
 
 @router.get("/models")
 def models(request: Request) -> list[dict[str, Any]]:
     loaded = container(request).settings.features.model
-    return [{"name": m.name, "dimension": m.dim, "inputSize": m.input_size,
-             "pooling": m.pooling, "loaded": m.name == loaded} for m in MODELS.values()]
+    return [
+        {
+            "name": m.name,
+            "dimension": m.dim,
+            "inputSize": m.input_size,
+            "pooling": m.pooling,
+            "loaded": m.name == loaded,
+        }
+        for m in MODELS.values()
+    ]
 
 
 @router.get("/health")

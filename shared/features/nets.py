@@ -15,8 +15,13 @@ from torch import Tensor, nn
 
 # (repeats, kernel, stride, expand, in, out) — identical for B0 and Lite0.
 EFFICIENTNET_BLOCKS = [
-    (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320),
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
 ]
 
 
@@ -31,7 +36,10 @@ class SameConv(nn.Conv2d):
         pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
         if ph or pw:
             x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        out: Tensor = F.conv2d(
+            x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups
+        )
+        return out
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
@@ -39,8 +47,9 @@ def _bn(c: int) -> nn.BatchNorm2d:
 
 
 class MBConv(nn.Module):
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, se: bool,
-                 act: nn.Module):
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int, expand: int, se: bool, act: nn.Module
+    ):
         super().__init__()
         mid = cin * expand
         self.has_expand = expand != 1
@@ -68,8 +77,8 @@ class MBConv(nn.Module):
             s = F.adaptive_avg_pool2d(y, 1)
             s = self._se_expand(self.act(self._se_reduce(s)))
             y = torch.sigmoid(s) * y
-        y = self._bn2(self._project_conv(y))
-        return y + x if self.skip else y
+        out: Tensor = self._bn2(self._project_conv(y))
+        return out + x if self.skip else out
 
 
 class EfficientNet(nn.Module):
@@ -85,8 +94,17 @@ class EfficientNet(nn.Module):
         blocks = []
         for repeats, k, s, e, cin, cout in EFFICIENTNET_BLOCKS:
             for r in range(repeats):
-                blocks.append(MBConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e,
-                                     se=not lite, act=act))
+                blocks.append(
+                    MBConv(
+                        cin if r == 0 else cout,
+                        cout,
+                        k,
+                        s if r == 0 else 1,
+                        e,
+                        se=not lite,
+                        act=act,
+                    )
+                )
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SameConv(320, 1280, 1, bias=False)
         self._bn1 = _bn(1280)
@@ -111,8 +129,13 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(width * 4)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = (nn.Sequential(nn.Conv2d(cin, width * 4, 1, stride=stride, bias=False),
-                                         nn.BatchNorm2d(width * 4)) if downsample else None)
+        self.downsample = (
+            nn.Sequential(
+                nn.Conv2d(cin, width * 4, 1, stride=stride, bias=False), nn.BatchNorm2d(width * 4)
+            )
+            if downsample
+            else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -124,6 +147,11 @@ class Bottleneck(nn.Module):
 
 
 class ResNet50(nn.Module):
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
@@ -131,8 +159,9 @@ class ResNet50(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         cin = 64
-        for i, (width, blocks, stride) in enumerate([(64, 3, 1), (128, 4, 2), (256, 6, 2),
-                                                     (512, 3, 2)]):
+        for i, (width, blocks, stride) in enumerate(
+            [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)]
+        ):
             layers = []
             for b in range(blocks):
                 layers.append(Bottleneck(cin, width, stride if b == 0 else 1, b == 0))

