@@ -70,7 +70,7 @@ def decode(headers: dict[str, str], body: bytes) -> Event:
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
         ce = ce_http.from_http_event(ce_http.HTTPMessage(headers=lowered, body=body))
-    except (BaseCloudEventException, ValueError, KeyError, TypeError) as exc:
+    except (BaseCloudEventException, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidInput(f"not a valid CloudEvent: {exc}", code="invalid_cloudevent") from exc
     attrs = ce.get_attributes()
     data = ce.get_data()

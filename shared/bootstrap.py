@@ -61,9 +61,10 @@ class Container:
         self.db.open()
 
     def close(self) -> None:
-        if "vectors" in self.__dict__ or self._vectors is not None:
+        """Close what this container built; adapters passed in belong to the caller."""
+        if "vectors" in self.__dict__ and self._vectors is None:
             self.vectors.close()
-        if "embedder" in self.__dict__:
+        if "embedder" in self.__dict__ and self._embedder is None:
             self.embedder.close()
         self.db.close()
 

@@ -102,3 +102,36 @@ def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     img.convert("RGB").save(buf, "JPEG", quality=quality)
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """One loaded model for the whole session (the container does not close what it is given)."""
+    from shared.config import Settings
+    from shared.features.embedder import LocalEmbedder
+
+    emb = LocalEmbedder(Settings.from_env({}))
+    yield emb
+    emb.close()
+
+
+@pytest.fixture
+def platform(database_url: str, tmp_path: Path, embedder: Any) -> Iterator[Platform]:
+    """Every function in one instance; the broker is not running (tests drive events)."""
+    p = make_platform(database_url, tmp_path, embedder=embedder)
+    try:
+        yield p
+    finally:
+        p.fn.stop()
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.config import Settings
+
+
+def test_nested_settings_from_env() -> None:
+    s = Settings.from_env({"DEEPLENS_JWT__ISSUER": "me", "DEEPLENS_STORAGE__BACKEND": "s3",
+                           "DEEPLENS_BCRYPT_ROUNDS": "5", "OTHER": "x"})
+    assert s.jwt.issuer == "me" and s.storage.backend == "s3" and s.bcrypt_rounds == 5
+
+
+def test_production_refuses_placeholders() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Settings.from_env({"DEEPLENS_ENV": "production", "DEEPLENS_STORAGE__BACKEND": "s3"})
+    text = str(exc.value)
+    assert "DATABASE_URL" in text and "SECRET_KEY is a placeholder" in text
+    assert "JWT__PRIVATE_KEY" in text
+
+
+def test_production_accepts_real_settings() -> None:
+    s = Settings.from_env({"DEEPLENS_ENV": "production", "DEEPLENS_DATABASE_URL": "postgresql://x",
+                           "DEEPLENS_JWT__PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----"})
+    assert s.env == "production"
+
+
+def test_secrets_do_not_print() -> None:
+    s = Settings.from_env({"DEEPLENS_STORAGE__SECRET_KEY": "s3cr3t-value"})
+    assert "s3cr3t-value" not in repr(s) and "s3cr3t-value" not in str(s.model_dump())

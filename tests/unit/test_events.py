@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from events import types
+from events.codec import decode, encode_binary, encode_structured, from_json, make_event, to_json
+from events.payloads import PAYLOADS, SCHEMA_DIR, ImageUploaded, schema_for, schema_name
+from events.triggers import TRIGGERS
+from functions import FUNCTIONS
+from shared.errors import InvalidInput
+
+
+def _uploaded() -> ImageUploaded:
+    return ImageUploaded(image_id=uuid.uuid4(), tenant_id=uuid.uuid4(), bucket="b", key="k",
+                         filename="f.jpg", content_type="image/jpeg", size_bytes=3, sha256="x")
+
+
+def test_event_attributes_follow_the_contract() -> None:
+    p = _uploaded()
+    e = make_event(types.IMAGE_UPLOADED, p)
+    assert e.type == "io.deeplens.image.uploaded.v1"
+    assert e.subject == f"tenants/{p.tenant_id}/images/{p.image_id}"
+    assert e.extensions["tenantid"] == str(p.tenant_id)
+    assert e.extensions["partitionkey"] == str(p.image_id)
+    assert e.dataschema and e.dataschema.endswith("image.uploaded.v1.json")
+    for name in e.extensions:  # CloudEvents extension names: lowercase alphanumeric, <= 20
+        assert name.isalnum() and name.islower() and len(name) <= 20
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_round_trip_in_both_modes(mode: str) -> None:
+    e = make_event(types.IMAGE_UPLOADED, _uploaded())
+    e.extensions["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    headers, body = encode_binary(e) if mode == "binary" else encode_structured(e)
+    if mode == "binary":
+        assert headers["ce-type"] == e.type and headers["traceparent"].startswith("00-")
+    else:
+        assert headers["content-type"].startswith("application/cloudevents+json")
+    back = decode(headers, body)
+    assert (back.id, back.type, back.subject, back.data) == (e.id, e.type, e.subject, e.data)
+    assert back.extensions["tenantid"] == e.extensions["tenantid"]
+    assert back.extensions["traceparent"] == e.extensions["traceparent"]
+    assert from_json(to_json(e)).data == e.data
+
+
+def test_derived_event_ids_are_deterministic() -> None:
+    cause = make_event(types.IMAGE_UPLOADED, _uploaded())
+    p = _uploaded()
+    one = make_event(types.IMAGE_UPLOADED, p, causation=cause)
+    two = make_event(types.IMAGE_UPLOADED, p, causation=cause)
+    assert one.id == two.id and one.id != cause.id
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b'{"type": "x"}', b"[]"])
+def test_malformed_events_are_invalid_input(body: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        decode({"content-type": "application/cloudevents+json"}, body)
+
+
+def test_schema_files_match_the_models() -> None:
+    for event_type in PAYLOADS:
+        path = SCHEMA_DIR / schema_name(event_type)
+        assert json.loads(path.read_text()) == json.loads(json.dumps(schema_for(event_type))), (
+            f"{path} is stale: run python -m events.payloads")
+
+
+def test_trigger_table_names_real_functions_and_types() -> None:
+    names = [t.name for t in TRIGGERS]
+    assert len(names) == len(set(names))
+    for t in TRIGGERS:
+        assert t.function in FUNCTIONS and t.event_type in types.ALL
+    consumed = {t.event_type for t in TRIGGERS}
+    assert {types.IMAGE_UPLOADED, types.IMAGE_VALIDATED, types.FEATURES_EXTRACTED} <= consumed

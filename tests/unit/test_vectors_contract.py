@@ -1,0 +1,112 @@
+"""One contract suite for every vector adapter: the embedded Qdrant Edge engine and
+qdrant-client (local mode, the stand-in for a Qdrant server). Includes the cross-tenant leak
+test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.config import VectorSettings
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.vectors import EdgeIndex, QdrantIndex, VectorIndex
+
+DIM = 32
+
+
+@pytest.fixture(params=["edge", "qdrant-local"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
+    idx: VectorIndex
+    if request.param == "edge":
+        idx = EdgeIndex(tmp_path / "vectors", VectorSettings())
+    else:
+        idx = QdrantIndex(VectorSettings(), location=":memory:")
+    yield idx
+    idx.close()
+
+
+def unit(v: np.ndarray) -> list[float]:
+    return [float(x) for x in v / np.linalg.norm(v)]
+
+
+def test_upsert_search_get_delete(index: VectorIndex) -> None:
+    rng = np.random.default_rng(0)
+    t = uuid.uuid4()
+    index.ensure_space("images_test", DIM)
+    index.ensure_space("images_test", DIM)  # idempotent
+    vecs = {uuid.uuid4(): unit(rng.normal(size=DIM)) for _ in range(20)}
+    for pid, v in vecs.items():
+        index.upsert("images_test", tenant_id=t, point_id=pid, vector=v,
+                     payload={"filename": f"{pid}.jpg", "uploadedAt": "2026-01-01T00:00:00"})
+    target = next(iter(vecs))
+    hits = index.search("images_test", tenant_id=t, vector=vecs[target], limit=5)
+    assert hits[0].id == target and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].payload["filename"] == f"{target}.jpg"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    got = index.get_vector("images_test", tenant_id=t, point_id=target)
+    assert got is not None and np.allclose(got, vecs[target], atol=1e-5)
+    # upsert twice = one point
+    index.upsert("images_test", tenant_id=t, point_id=target, vector=vecs[target], payload={})
+    assert index.count("images_test", tenant_id=t) == 20
+    index.delete("images_test", tenant_id=t, point_ids=[target])
+    assert index.count("images_test", tenant_id=t) == 19
+    assert index.get_vector("images_test", tenant_id=t, point_id=target) is None
+
+
+def test_threshold_filters_results(index: VectorIndex) -> None:
+    t = uuid.uuid4()
+    index.ensure_space("images_test", DIM)
+    base = np.zeros(DIM)
+    base[0] = 1
+    other = np.zeros(DIM)
+    other[1] = 1
+    a, b = uuid.uuid4(), uuid.uuid4()
+    index.upsert("images_test", tenant_id=t, point_id=a, vector=unit(base), payload={})
+    index.upsert("images_test", tenant_id=t, point_id=b, vector=unit(other), payload={})
+    hits = index.search("images_test", tenant_id=t, vector=unit(base), limit=10, threshold=0.7)
+    assert [h.id for h in hits] == [a]
+
+
+def test_no_cross_tenant_leak(index: VectorIndex) -> None:
+    rng = np.random.default_rng(1)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    index.ensure_space("images_test", DIM)
+    shared_vec = unit(rng.normal(size=DIM))
+    pa, pb = uuid.uuid4(), uuid.uuid4()
+    index.upsert("images_test", tenant_id=a, point_id=pa, vector=shared_vec, payload={})
+    index.upsert("images_test", tenant_id=b, point_id=pb, vector=shared_vec, payload={})
+    for _ in range(10):
+        index.upsert("images_test", tenant_id=b, point_id=uuid.uuid4(),
+                     vector=unit(rng.normal(size=DIM)), payload={})
+    hits = index.search("images_test", tenant_id=a, vector=shared_vec, limit=100, threshold=-1)
+    assert [h.id for h in hits] == [pa]
+    assert index.get_vector("images_test", tenant_id=a, point_id=pb) is None
+    # B cannot delete or overwrite A's point
+    index.delete("images_test", tenant_id=b, point_ids=[pa])
+    assert index.count("images_test", tenant_id=a) == 1
+    with pytest.raises(Conflict):
+        index.upsert("images_test", tenant_id=b, point_id=pa, vector=shared_vec, payload={})
+    index.delete_tenant("images_test", tenant_id=b)
+    assert index.count("images_test", tenant_id=b) == 0
+    assert index.count("images_test", tenant_id=a) == 1
+
+
+def test_errors(index: VectorIndex) -> None:
+    t = uuid.uuid4()
+    with pytest.raises(NotFound):
+        index.search("images_missing", tenant_id=t, vector=[0.1] * DIM, limit=1)
+    index.ensure_space("images_test", DIM)
+    with pytest.raises(InvalidInput):
+        index.upsert("images_test", tenant_id=t, point_id=uuid.uuid4(), vector=[1.0] * 3,
+                     payload={})
+    with pytest.raises(Conflict):
+        index.ensure_space("images_test", DIM * 2)
+    with pytest.raises(InvalidInput):
+        index.ensure_space("../evil", DIM)
+    assert [s.name for s in index.spaces()] == ["images_test"]
+    index.drop_space("images_test")
+    assert index.spaces() == []
