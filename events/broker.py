@@ -66,7 +66,21 @@ class LocalBroker:
         self._thread = threading.Thread(target=self._main, name="local-broker", daemon=True)
         self.delivered = 0
 
-    def start(self) -> None:
+    def start(self, *, reclaim: bool = False) -> None:
+        """Start delivering. ``reclaim``: this is the only broker on the database (local
+        mode), so deliveries claimed by a previous process that died are due again now rather
+        than when their lease ends."""
+        if reclaim:
+            with self.db.tx() as conn:
+                n = execute(
+                    conn,
+                    "UPDATE broker_deliveries SET next_attempt_at = now()"
+                    " WHERE status = 'pending' AND next_attempt_at > now()"
+                    " AND attempts > 0",
+                    table="broker_deliveries",
+                )
+            if n:
+                log.info("reclaimed %d deliveries from a previous run", n)
         self._thread.start()
 
     def stop(self) -> None:

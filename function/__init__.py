@@ -82,11 +82,17 @@ class DeepLensFunction:
         ):
             from events.broker import LocalBroker
 
-            self.broker = LocalBroker(container.db, self.handle, settings)
+            self.broker = LocalBroker(
+                container.db,
+                self.handle,
+                settings,
+                lease_seconds=settings.broker_lease_seconds,
+                sweep_every=settings.sweeper_interval_seconds,
+            )
             publisher = container.publisher
             if hasattr(publisher, "wakeup"):
                 self.broker.wakeup = publisher.wakeup  # an upload wakes the broker at once
-            self.broker.start()
+            self.broker.start(reclaim=True)
         log.info("started %s", ", ".join(self.names))
 
     def stop(self) -> None:

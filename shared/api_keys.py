@@ -28,7 +28,8 @@ def _hash(key: str) -> str:
 
 
 def split_key(key: str) -> str:
-    parts = key.split("_")
+    # The secret is URL-safe base64, which may itself contain "_": split twice only.
+    parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "dl" or len(parts[1]) != 8 or len(parts[2]) < 20:
         raise Unauthorized("invalid API key", code="invalid_api_key")
     return f"dl_{parts[1]}"

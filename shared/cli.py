@@ -80,10 +80,7 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deeplens", description="DeepLens image similarity search"
     )
@@ -110,7 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     from shared.client_cli import add_client_commands
 
     add_client_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result
 

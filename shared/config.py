@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # K_SINK / broker ingress in production
     broker_max_attempts: int = 5
     broker_backoff_seconds: float = 0.5
-    sweeper_stuck_seconds: int = 120
+    broker_lease_seconds: float = 60.0
+    sweeper_stuck_seconds: float = 120
+    sweeper_interval_seconds: float = 15
     jwt: JwtSettings = Field(default_factory=JwtSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)

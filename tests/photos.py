@@ -14,8 +14,16 @@ def _data_dir() -> Path:
     return Path(skimage.__file__).parent / "data"
 
 
-COLOUR = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-          "hubble_deep_field.jpg", "retina.jpg", "ihc.png"]
+COLOUR = [
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "ihc.png",
+]
 GREY = ["camera.png", "moon.png", "coins.png", "brick.png", "grass.png", "gravel.png"]
 
 

@@ -24,8 +24,9 @@ def upload(p: Platform, t: dict[str, Any], name: str, data: bytes) -> Any:
 
 def queued(p: Platform) -> list[dict[str, Any]]:
     with p.container.db.tx() as conn:
-        rows = conn.execute("SELECT event, subscriber FROM broker_deliveries"
-                            " WHERE status = 'pending' ORDER BY id").fetchall()
+        rows = conn.execute(
+            "SELECT event, subscriber FROM broker_deliveries WHERE status = 'pending' ORDER BY id"
+        ).fetchall()
     return [{"event": r[0], "subscriber": r[1]} for r in rows]
 
 
@@ -39,9 +40,11 @@ def deliver(p: Platform, path: str, event: Event, mode: str) -> tuple[int, Event
 def state(p: Platform, image_id: str) -> tuple[str, int]:
     c = p.container
     with c.db.tx() as conn:
-        row = conn.execute("SELECT i.status, t.qdrant_collection_name, i.tenant_id FROM images i"
-                           " JOIN tenants t ON t.id = i.tenant_id WHERE i.id = %s",
-                           (image_id,)).fetchone()
+        row = conn.execute(
+            "SELECT i.status, t.qdrant_collection_name, i.tenant_id FROM images i"
+            " JOIN tenants t ON t.id = i.tenant_id WHERE i.id = %s",
+            (image_id,),
+        ).fetchone()
     assert row is not None
     try:
         n = c.vectors.count(row[1], tenant_id=row[2])
@@ -61,9 +64,11 @@ def test_each_handler_in_both_modes_and_twice(platform: Platform, mode: str) -> 
     assert delivery["subscriber"] == "/events/process-image"
     uploaded = from_json(delivery["event"])
 
-    steps = [("/events/process-image", "io.deeplens.image.validated.v1", "validated"),
-             ("/events/extract", "io.deeplens.features.extracted.v1", "extracted"),
-             ("/events/index-vector", "io.deeplens.image.indexed.v1", "indexed")]
+    steps = [
+        ("/events/process-image", "io.deeplens.image.validated.v1", "validated"),
+        ("/events/extract", "io.deeplens.features.extracted.v1", "extracted"),
+        ("/events/index-vector", "io.deeplens.image.indexed.v1", "indexed"),
+    ]
     event = uploaded
     for path, reply_type, status in steps:
         code, reply = deliver(p, path, event, mode)
@@ -100,8 +105,12 @@ def _bomb() -> bytes:
 @pytest.mark.parametrize(
     ("name", "data", "status", "code"),
     [
-        ("corrupt.jpg", encode(photo("coffee.png"))[:300] + b"\x00garbage" * 500, 422,
-         "corrupt_image"),
+        (
+            "corrupt.jpg",
+            encode(photo("coffee.png"))[:300] + b"\x00garbage" * 500,
+            422,
+            "corrupt_image",
+        ),
         ("truncated.jpg", encode(photo("coffee.png"))[:5000], 422, "corrupt_image"),
         ("empty.jpg", b"", 422, "empty_file"),
         ("notes.jpg", b"these are not pixels\n" * 20, 415, "unsupported_format"),
@@ -109,8 +118,9 @@ def _bomb() -> bytes:
         ("bomb.png", _bomb(), 413, "image_too_many_pixels"),
     ],
 )
-def test_refused_uploads_leave_nothing_behind(platform: Platform, name: str, data: bytes,
-                                              status: int, code: str) -> None:
+def test_refused_uploads_leave_nothing_behind(
+    platform: Platform, name: str, data: bytes, status: int, code: str
+) -> None:
     p = platform
     t = p.signup()
     r = upload(p, t, name, data)
@@ -145,33 +155,44 @@ def test_image_that_fails_in_pipeline_is_marked_failed(platform: Platform) -> No
 
 def test_broker_runs_pipeline_and_dead_letters_poison_events(platform: Platform) -> None:
     p = platform
-    settings = p.container.settings.model_copy(update={"broker_max_attempts": 2,
-                                                       "broker_backoff_seconds": 0.05})
+    settings = p.container.settings.model_copy(
+        update={"broker_max_attempts": 2, "broker_backoff_seconds": 0.05}
+    )
     broker = LocalBroker(p.container.db, p.fn.handle, settings, sweep_every=3600)
     broker.wakeup = p.container.publisher.wakeup
     broker.start()
     try:
         t = p.signup()
         image_id = upload(p, t, "rocket.jpg", encode(photo("rocket.jpg"))).json()["imageId"]
-        wait_for(lambda: p.client.get(f"/api/images/{image_id}",
-                                      headers=t["headers"]).json()["status"] == "indexed")
+        wait_for(
+            lambda: (
+                p.client.get(f"/api/images/{image_id}", headers=t["headers"]).json()["status"]
+                == "indexed"
+            )
+        )
         # A poison event (payload missing its fields) fails every attempt → dead letter.
-        poison = Event(type="io.deeplens.image.uploaded.v1", source="/test",
-                       data={"imageId": str(uuid.uuid4())},
-                       extensions={"tenantid": t["tenant"]["id"]})
+        poison = Event(
+            type="io.deeplens.image.uploaded.v1",
+            source="/test",
+            data={"imageId": str(uuid.uuid4())},
+            extensions={"tenantid": t["tenant"]["id"]},
+        )
         p.container.publisher.publish(poison)
 
         def stored() -> Any:
             with p.container.db.tx() as conn:
-                return conn.execute("SELECT event_type, attempts, error FROM failed_events"
-                                    " WHERE event_id = %s", (poison.id,)).fetchone()
+                return conn.execute(
+                    "SELECT event_type, attempts, error FROM failed_events WHERE event_id = %s",
+                    (poison.id,),
+                ).fetchone()
 
         row = wait_for(stored)
         assert row[0] == "io.deeplens.image.uploaded.v1" and row[1] == 2
         assert row[2].startswith("400")
         with p.container.db.tx() as conn:
-            st = conn.execute("SELECT status FROM broker_deliveries WHERE event_id = %s",
-                              (poison.id,)).fetchone()
+            st = conn.execute(
+                "SELECT status FROM broker_deliveries WHERE event_id = %s", (poison.id,)
+            ).fetchone()
         assert st[0] == "dead"
     finally:
         broker.stop()

@@ -7,8 +7,14 @@ from shared.config import Settings
 
 
 def test_nested_settings_from_env() -> None:
-    s = Settings.from_env({"DEEPLENS_JWT__ISSUER": "me", "DEEPLENS_STORAGE__BACKEND": "s3",
-                           "DEEPLENS_BCRYPT_ROUNDS": "5", "OTHER": "x"})
+    s = Settings.from_env(
+        {
+            "DEEPLENS_JWT__ISSUER": "me",
+            "DEEPLENS_STORAGE__BACKEND": "s3",
+            "DEEPLENS_BCRYPT_ROUNDS": "5",
+            "OTHER": "x",
+        }
+    )
     assert s.jwt.issuer == "me" and s.storage.backend == "s3" and s.bcrypt_rounds == 5
 
 
@@ -21,11 +27,25 @@ def test_production_refuses_placeholders() -> None:
 
 
 def test_production_accepts_real_settings() -> None:
-    s = Settings.from_env({"DEEPLENS_ENV": "production", "DEEPLENS_DATABASE_URL": "postgresql://x",
-                           "DEEPLENS_JWT__PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----"})
+    s = Settings.from_env(
+        {
+            "DEEPLENS_ENV": "production",
+            "DEEPLENS_DATABASE_URL": "postgresql://x",
+            "DEEPLENS_JWT__PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----",
+        }
+    )
     assert s.env == "production"
 
 
 def test_secrets_do_not_print() -> None:
     s = Settings.from_env({"DEEPLENS_STORAGE__SECRET_KEY": "s3cr3t-value"})
     assert "s3cr3t-value" not in repr(s) and "s3cr3t-value" not in str(s.model_dump())
+
+
+def test_api_key_parsing_accepts_underscores_in_the_secret() -> None:
+    from shared.api_keys import split_key
+
+    assert split_key("dl_0a1b2c3d_abc_def-ghi_jklmnopqrstuvwxyz") == "dl_0a1b2c3d"
+    for bad in ("dl_short_x", "xx_0a1b2c3d_abcdefghijklmnopqrstuvwxyz", "dl_0a1b2c3d"):
+        with pytest.raises(Exception):  # noqa: B017,PT011 - Unauthorized
+            split_key(bad)

@@ -14,8 +14,16 @@ from shared.errors import InvalidInput
 
 
 def _uploaded() -> ImageUploaded:
-    return ImageUploaded(image_id=uuid.uuid4(), tenant_id=uuid.uuid4(), bucket="b", key="k",
-                         filename="f.jpg", content_type="image/jpeg", size_bytes=3, sha256="x")
+    return ImageUploaded(
+        image_id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        bucket="b",
+        key="k",
+        filename="f.jpg",
+        content_type="image/jpeg",
+        size_bytes=3,
+        sha256="x",
+    )
 
 
 def test_event_attributes_follow_the_contract() -> None:
@@ -64,7 +72,8 @@ def test_schema_files_match_the_models() -> None:
     for event_type in PAYLOADS:
         path = SCHEMA_DIR / schema_name(event_type)
         assert json.loads(path.read_text()) == json.loads(json.dumps(schema_for(event_type))), (
-            f"{path} is stale: run python -m events.payloads")
+            f"{path} is stale: run python -m events.payloads"
+        )
 
 
 def test_trigger_table_names_real_functions_and_types() -> None:

@@ -39,8 +39,14 @@ def test_resnet50_state_dict_keys_match_torchvision() -> None:
     from shared.features.nets import ResNet50
 
     keys = set(ResNet50().state_dict())
-    for k in ["conv1.weight", "bn1.running_var", "layer1.0.downsample.0.weight",
-              "layer4.2.conv3.weight", "layer3.5.bn2.num_batches_tracked", "fc.bias"]:
+    for k in [
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.downsample.0.weight",
+        "layer4.2.conv3.weight",
+        "layer3.5.bn2.num_batches_tracked",
+        "fc.bias",
+    ]:
         assert k in keys
     assert len(keys) == 320  # torchvision resnet50 state dict has 320 entries
 

@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from shared.errors import PayloadTooLarge, UnsupportedMedia, Unprocessable
+from shared.errors import PayloadTooLarge, Unprocessable, UnsupportedMedia
 from shared.imaging import open_image, sniff, thumbnails, validate_upload
 from tests.photos import encode, photo
 

@@ -40,8 +40,13 @@ def test_upsert_search_get_delete(index: VectorIndex) -> None:
     index.ensure_space("images_test", DIM)  # idempotent
     vecs = {uuid.uuid4(): unit(rng.normal(size=DIM)) for _ in range(20)}
     for pid, v in vecs.items():
-        index.upsert("images_test", tenant_id=t, point_id=pid, vector=v,
-                     payload={"filename": f"{pid}.jpg", "uploadedAt": "2026-01-01T00:00:00"})
+        index.upsert(
+            "images_test",
+            tenant_id=t,
+            point_id=pid,
+            vector=v,
+            payload={"filename": f"{pid}.jpg", "uploadedAt": "2026-01-01T00:00:00"},
+        )
     target = next(iter(vecs))
     hits = index.search("images_test", tenant_id=t, vector=vecs[target], limit=5)
     assert hits[0].id == target and hits[0].score == pytest.approx(1.0, abs=1e-4)
@@ -80,8 +85,13 @@ def test_no_cross_tenant_leak(index: VectorIndex) -> None:
     index.upsert("images_test", tenant_id=a, point_id=pa, vector=shared_vec, payload={})
     index.upsert("images_test", tenant_id=b, point_id=pb, vector=shared_vec, payload={})
     for _ in range(10):
-        index.upsert("images_test", tenant_id=b, point_id=uuid.uuid4(),
-                     vector=unit(rng.normal(size=DIM)), payload={})
+        index.upsert(
+            "images_test",
+            tenant_id=b,
+            point_id=uuid.uuid4(),
+            vector=unit(rng.normal(size=DIM)),
+            payload={},
+        )
     hits = index.search("images_test", tenant_id=a, vector=shared_vec, limit=100, threshold=-1)
     assert [h.id for h in hits] == [pa]
     assert index.get_vector("images_test", tenant_id=a, point_id=pb) is None
@@ -101,8 +111,9 @@ def test_errors(index: VectorIndex) -> None:
         index.search("images_missing", tenant_id=t, vector=[0.1] * DIM, limit=1)
     index.ensure_space("images_test", DIM)
     with pytest.raises(InvalidInput):
-        index.upsert("images_test", tenant_id=t, point_id=uuid.uuid4(), vector=[1.0] * 3,
-                     payload={})
+        index.upsert(
+            "images_test", tenant_id=t, point_id=uuid.uuid4(), vector=[1.0] * 3, payload={}
+        )
     with pytest.raises(Conflict):
         index.ensure_space("images_test", DIM * 2)
     with pytest.raises(InvalidInput):

@@ -1,0 +1,124 @@
+"""The whole platform as a user runs it: ``deeplens up`` in a subprocess, driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Running:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path):
+        self.proc, self.url, self.log = proc, url, log
+        self.http = httpx.Client(base_url=url, timeout=60)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.http.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.http.close()
+
+
+def start_platform(
+    data_dir: Path,
+    *,
+    database_url: str | None,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 90,
+) -> Running:
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPLENS_")}
+    env.update({"DEEPLENS_ENV": "test", "DEEPLENS_BCRYPT_ROUNDS": "4", "PYTHONUNBUFFERED": "1"})
+    if database_url:
+        env["DEEPLENS_DATABASE_URL"] = database_url
+    env.update(extra_env or {})
+    log = data_dir / f"platform-{port}.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shared.cli",
+                "up",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"deeplens up exited early:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url + "/health/readiness", timeout=1).status_code == 200:
+                return Running(proc, url, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"not ready in {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+def signup(http: httpx.Client, name: str) -> dict[str, Any]:
+    email = f"owner@{name.lower().replace(' ', '-')}.test"
+    r = http.post(
+        "/api/tenants",
+        json={"name": name, "adminEmail": email, "adminPassword": "correct horse battery"},
+    )
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    body["headers"] = {"Authorization": f"Bearer {body['accessToken']}"}
+    key = http.post(
+        f"/api/tenants/{body['tenant']['id']}/api-keys",
+        headers=body["headers"],
+        json={"name": "e2e"},
+    )
+    assert key.status_code == 201
+    body["key_headers"] = {"X-API-Key": key.json()["key"]}
+    return body
+
+
+def wait_all(
+    http: httpx.Client, headers: dict[str, str], ids: set[str], timeout: float = 180
+) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        items = http.get("/api/images", params={"pageSize": 200}, headers=headers).json()["items"]
+        status = {i["id"]: i["status"] for i in items if i["id"] in ids}
+        if len(status) == len(ids) and all(s in ("indexed", "failed") for s in status.values()):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"not all indexed in {timeout}s: {status}")
