@@ -57,7 +57,7 @@ def test_vectors_are_normalised_and_edits_find_their_original(lite0: Extractor) 
     base = lite0.embed_bytes([encode(img) for img in originals.values()])
     assert base.shape == (len(names), 1280)
     assert np.allclose(np.linalg.norm(base, axis=1), 1, atol=1e-4)
-    for i, name in enumerate(names):
+    for name in names:
         for kind, edited in edits(originals[name]).items():
             q = lite0.embed_bytes([encode(edited)])[0]
             sims = base @ q
