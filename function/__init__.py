@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from functions import FUNCTIONS
 from shared.config import Settings
-from shared.http import BodyLimit, Receive, Scope, Send, TraceRequests, install_error_handlers
+from shared.http import BodyLimit, Receive, Scope, Send, install_error_handlers
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("deeplens")
@@ -70,10 +70,9 @@ class DeepLensFunction:
             if warm is not None:
                 warm(container)
         self.app = app
-        self._asgi = TraceRequests(
-            BodyLimit(
-                app, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes
-            )
+        # FastAPI itself opens a server span per request ("POST /api/auth/login").
+        self._asgi = BodyLimit(
+            app, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes
         )
         if (
             settings.broker == "local"

@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth.principal import Principal
 from shared.errors import DeepLensError, PayloadTooLarge, Unauthorized
-from shared.telemetry import tracer
 
 if TYPE_CHECKING:
     from shared.bootstrap import Container
@@ -155,32 +154,6 @@ async def _send_error(send: Send, exc: DeepLensError) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-class TraceRequests:
-    """A server span per request, named after the matched route."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        with tracer.start_as_current_span(
-            f"HTTP {scope['method']}",
-            attributes={"http.method": scope["method"], "http.target": scope["path"]},
-        ) as s:
-
-            async def send_traced(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    s.set_attribute("http.status_code", message["status"])
-                await send(message)
-
-            await self.app(scope, receive, send_traced)
-            route = scope.get("route")
-            if route is not None and hasattr(route, "path"):
-                s.update_name(f"HTTP {scope['method']} {route.path}")
 
 
 def container(request: Request) -> Container:
