@@ -14,6 +14,7 @@ from typing import Any
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.v1.event import CloudEvent
+from opentelemetry import propagate
 
 from events.payloads import PAYLOADS, Payload, dataschema
 from shared.errors import InvalidInput
@@ -54,6 +55,11 @@ def make_event(
     ext = {"tenantid": tid, "partitionkey": iid}
     if causation is not None and "traceparent" in causation.extensions:
         ext["traceparent"] = causation.extensions["traceparent"]
+    else:  # a new chain starts inside the current span (the upload request, say)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if "traceparent" in carrier:
+            ext["traceparent"] = carrier["traceparent"]
     return Event(
         type=event_type,
         source=source,

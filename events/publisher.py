@@ -38,7 +38,7 @@ def enqueue(conn: psycopg.Connection[Any], event: Event) -> int:
     (event id, trigger) makes a re-published event a no-op, as Kafka-broker dedup would."""
     doc = Jsonb(to_json(event))
     n = 0
-    for trig in triggers_for(event.type):
+    for trig in triggers_for(event.type, event.source):
         n += execute(
             conn,
             ENQUEUE,

@@ -16,6 +16,12 @@ class Trigger:
     name: str
     event_type: str
     function: str  # a FUNCTION_TARGET
+    source_prefix: str | None = None  # also match the event's source (Trigger filter prefix)
+
+    def matches(self, event_type: str, source: str) -> bool:
+        return event_type == self.event_type and (
+            self.source_prefix is None or source.startswith(self.source_prefix)
+        )
 
     @property
     def path(self) -> str:
@@ -24,14 +30,25 @@ class Trigger:
         return f"/events/{self.function}"
 
 
+# The CloudEvent source a KafkaSource stamps on its records: /apis/v1/namespaces/<ns>/
+# kafkasources/<name>#<topic>.
+MINIO_KAFKA_SOURCE = "/apis/v1/namespaces/deeplens/kafkasources/minio-object-created"
+
 TRIGGERS: list[Trigger] = [
     Trigger("process-image-on-uploaded", types.IMAGE_UPLOADED, "process-image"),
     Trigger("extract-on-validated", types.IMAGE_VALIDATED, "extract"),
     Trigger("index-vector-on-extracted", types.FEATURES_EXTRACTED, "index-vector"),
+    # MinIO bucket notifications, read from Kafka by the KafkaSource in infra/knative.
+    Trigger(
+        "process-image-on-object-created",
+        types.KAFKA_RECORD,
+        "process-image",
+        source_prefix=MINIO_KAFKA_SOURCE,
+    ),
 ]
 DEAD_LETTER_PATH = "/events/dead-letter"
 SWEEPER_PATH = "/events/sweeper"
 
 
-def triggers_for(event_type: str) -> list[Trigger]:
-    return [t for t in TRIGGERS if t.event_type == event_type]
+def triggers_for(event_type: str, source: str = "") -> list[Trigger]:
+    return [t for t in TRIGGERS if t.matches(event_type, source)]

@@ -35,6 +35,8 @@ class StorageSettings(BaseModel):
     secure: bool = False
     region: str | None = None
     bucket_prefix: str = "deeplens-"
+    # MinIO target ARN for s3:ObjectCreated notifications on every tenant bucket (Kafka).
+    notify_arn: str | None = None
 
 
 class VectorSettings(BaseModel):
@@ -99,6 +101,8 @@ class Settings(BaseSettings):
             problems.append("DEEPLENS_JWT__PRIVATE_KEY is a placeholder")
         if pk is None and not self.jwt.public_key:
             problems.append("DEEPLENS_JWT__PRIVATE_KEY or DEEPLENS_JWT__PUBLIC_KEY must be set")
+        if self.jwt.public_key and not self.jwt.public_key.lstrip().startswith("-----BEGIN"):
+            problems.append("DEEPLENS_JWT__PUBLIC_KEY is not a PEM public key")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self

@@ -125,40 +125,47 @@ class ImageService:
             image_id = uuid.uuid4()
             s.set_attribute("image.id", str(image_id))
             digest = hashlib.sha256(data).hexdigest()
+            key = original_key(image_id)
+            # Row first, then the object: an S3 notification for the object then always finds
+            # the row and leaves the image to this request (no double processing).
             with self.db.tx() as conn:
                 tenant = active_tenant(conn, tenant_id)
-            key = original_key(image_id)
-            self.storage.put(tenant.minio_bucket_name, key, data, info.content_type)
+                row = fetch_one(
+                    conn,
+                    INSERT_IMAGE,
+                    {
+                        "id": image_id,
+                        "tenant_id": tenant_id,
+                        "filename": filename,
+                        "ctype": info.content_type,
+                        "size": len(data),
+                        "sha": digest,
+                        "w": info.width,
+                        "h": info.height,
+                        "key": key,
+                        "by": principal.user_id,
+                    },
+                    table="images",
+                    row=ImageRow,
+                )
+                execute(
+                    conn,
+                    "INSERT INTO usage_daily (tenant_id, day, uploads) VALUES"
+                    " (%(t)s, current_date, 1) ON CONFLICT (tenant_id, day) DO UPDATE"
+                    " SET uploads = usage_daily.uploads + 1",
+                    {"t": tenant_id},
+                    table="usage_daily",
+                )
             try:
+                self.storage.put(tenant.minio_bucket_name, key, data, info.content_type)
+            except BaseException:
                 with self.db.tx() as conn:
-                    row = fetch_one(
-                        conn,
-                        INSERT_IMAGE,
-                        {
-                            "id": image_id,
-                            "tenant_id": tenant_id,
-                            "filename": filename,
-                            "ctype": info.content_type,
-                            "size": len(data),
-                            "sha": digest,
-                            "w": info.width,
-                            "h": info.height,
-                            "key": key,
-                            "by": principal.user_id,
-                        },
-                        table="images",
-                        row=ImageRow,
-                    )
                     execute(
                         conn,
-                        "INSERT INTO usage_daily (tenant_id, day, uploads) VALUES"
-                        " (%(t)s, current_date, 1) ON CONFLICT (tenant_id, day) DO UPDATE"
-                        " SET uploads = usage_daily.uploads + 1",
-                        {"t": tenant_id},
-                        table="usage_daily",
+                        "DELETE FROM images WHERE id = %(id)s",
+                        {"id": image_id},
+                        table="images",
                     )
-            except BaseException:
-                self.storage.delete(tenant.minio_bucket_name, key)
                 raise
             assert row is not None
             self.publisher.publish(

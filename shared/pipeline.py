@@ -10,10 +10,13 @@ index, and the sweeper. Each step is idempotent on the image id:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, LiteralString
+from typing import TYPE_CHECKING, Any, LiteralString
+from urllib.parse import unquote_plus
 
 from events import types
 from events.codec import Event, make_event
@@ -28,7 +31,7 @@ from shared.config import Settings
 from shared.db import Database, execute, fetch_all, fetch_one
 from shared.errors import DeepLensError, TransientError
 from shared.images import ImageRow
-from shared.imaging import open_image, thumbnails
+from shared.imaging import open_image, thumbnails, validate_upload
 from shared.models import TenantRow
 from shared.storage import ObjectStore, thumb_key
 from shared.telemetry import span
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from shared.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
+ORIGINAL_KEY = re.compile(r"^images/([0-9a-fA-F-]{36})/original$")
 ORDER = {"uploaded": 0, "validated": 1, "extracted": 2, "indexed": 3}
 
 IMAGE: LiteralString = """
@@ -101,8 +105,8 @@ class PipelineService:
         with span("image.process", tenant_id=row.tenant_id, image_id=row.id):
             bucket = tenant.minio_bucket_name
             if row.status == "uploaded":
-                data = self.storage.get(bucket, row.original_key)
                 try:
+                    data = self.storage.get(bucket, row.original_key)
                     img = open_image(data, max_pixels=self.settings.max_image_pixels)
                 except DeepLensError as exc:
                     if isinstance(exc, TransientError):
@@ -145,6 +149,94 @@ class PipelineService:
             source="/deeplens/process-image",
             causation=cause,
         )
+
+    def object_created(self, data: dict[str, Any], cause: Event) -> Event | None:
+        """An S3 ``ObjectCreated`` notification (MinIO → Kafka → KafkaSource).
+
+        An object the API stored already has its row, and the API's image.uploaded drives it:
+        the notification is then a no-op, so nothing is processed twice. An original put into
+        a tenant bucket directly (``images/<uuid>/original``) is adopted: validated, given a
+        row, then processed exactly like an upload.
+        """
+        for record in data.get("Records") or []:
+            if not str(record.get("eventName", "")).startswith("s3:ObjectCreated"):
+                continue
+            s3 = record.get("s3") or {}
+            bucket = str((s3.get("bucket") or {}).get("name", ""))
+            obj = s3.get("object") or {}
+            match = ORIGINAL_KEY.match(unquote_plus(str(obj.get("key", ""))))
+            if not bucket or match is None:
+                continue  # thumbnails and foreign objects
+            image_id = uuid.UUID(match.group(1))
+            with self.db.tx() as conn:
+                tenant = fetch_one(
+                    conn,
+                    "SELECT * FROM tenants WHERE minio_bucket_name = %(b)s AND deleted_at IS NULL",
+                    {"b": bucket},
+                    table="tenants",
+                    row=TenantRow,
+                )
+                if tenant is None:
+                    return None
+                exists = fetch_one(
+                    conn,
+                    "SELECT * FROM images WHERE id = %(id)s",
+                    {"id": image_id},
+                    table="images",
+                    row=ImageRow,
+                )
+            if exists is not None:
+                return None
+            meta = {k.lower(): v for k, v in (obj.get("userMetadata") or {}).items()}
+            filename = str(meta.get("x-amz-meta-filename") or f"{image_id}")
+            return self._adopt(tenant, image_id, filename, cause)
+        return None
+
+    def _adopt(
+        self, tenant: TenantRow, image_id: uuid.UUID, filename: str, cause: Event
+    ) -> Event | None:
+        key = f"images/{image_id}/original"
+        try:
+            blob = self.storage.get(tenant.minio_bucket_name, key)
+            info, _ = validate_upload(blob, filename, max_pixels=self.settings.max_image_pixels)
+        except DeepLensError as exc:
+            if isinstance(exc, TransientError):
+                raise
+            log.warning("not adopting %s/%s: %s", tenant.minio_bucket_name, key, exc.code)
+            return None
+        with self.db.tx() as conn:
+            execute(
+                conn,
+                """
+                INSERT INTO images (id, tenant_id, filename, content_type, size_bytes, sha256,
+                                    width, height, original_key)
+                VALUES (%(id)s, %(t)s, %(f)s, %(c)s, %(n)s, %(sha)s, %(w)s, %(h)s, %(k)s)
+                ON CONFLICT (id) DO NOTHING
+                """,
+                {
+                    "id": image_id,
+                    "t": tenant.id,
+                    "f": filename,
+                    "c": info.content_type,
+                    "n": len(blob),
+                    "sha": hashlib.sha256(blob).hexdigest(),
+                    "w": info.width,
+                    "h": info.height,
+                    "k": key,
+                },
+                table="images",
+            )
+        uploaded = ImageUploaded(
+            image_id=image_id,
+            tenant_id=tenant.id,
+            bucket=tenant.minio_bucket_name,
+            key=key,
+            filename=filename,
+            content_type=info.content_type,
+            size_bytes=len(blob),
+            sha256=hashlib.sha256(blob).hexdigest(),
+        )
+        return self.process(uploaded, cause)
 
     # --- extract -------------------------------------------------------------------------
     def extract(self, p: ImageValidated, cause: Event) -> Event | None:

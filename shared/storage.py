@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.config import Settings
 from shared.errors import InvalidInput, NotFound, TransientError
@@ -121,12 +121,14 @@ class MinioStore:
         *,
         secure: bool = False,
         region: str | None = None,
+        notify_arn: str | None = None,
     ):
         from minio import Minio
 
         self.client = Minio(
             endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region
         )
+        self.notify_arn = notify_arn
 
     def _call(self, what: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         from minio.error import S3Error
@@ -153,6 +155,13 @@ class MinioStore:
                 except S3Error as exc:  # a concurrent creator won the race
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise TransientError("could not create bucket") from exc
+            if self.notify_arn:
+                self._call(
+                    "set_bucket_notification",
+                    self.client.set_bucket_notification,
+                    bucket,
+                    notification_config(self.notify_arn),
+                )
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         _check_key(key)
@@ -211,6 +220,28 @@ class MinioStore:
             return
 
 
+def notification_config(arn: str) -> Any:
+    """s3:ObjectCreated for originals only (thumbnails would be noise) to one MinIO target."""
+    from minio.notificationconfig import (
+        NotificationConfig,
+        PrefixFilterRule,
+        QueueConfig,
+        SuffixFilterRule,
+    )
+
+    return NotificationConfig(
+        queue_config_list=[
+            QueueConfig(
+                ["s3:ObjectCreated:*"],
+                queue=arn,
+                config_id="deeplens-originals",
+                prefix_filter_rule=PrefixFilterRule("images/"),
+                suffix_filter_rule=SuffixFilterRule("/original"),
+            )
+        ]
+    )
+
+
 def build_store(settings: Settings) -> ObjectStore:
     s = settings.storage
     if s.backend == "s3":
@@ -220,5 +251,6 @@ def build_store(settings: Settings) -> ObjectStore:
             s.secret_key.get_secret_value(),
             secure=s.secure,
             region=s.region,
+            notify_arn=s.notify_arn,
         )
     return LocalDiskStore(settings.data_dir / "objects")

@@ -1,6 +1,9 @@
 """process-image: consumes image.uploaded; decodes safely, writes 256/128 WebP thumbnails,
 replies image.validated (or image.failed for an image that cannot be decoded).
 
+Also consumes MinIO's s3:ObjectCreated records as a KafkaSource delivers them
+(``dev.knative.kafka.event``, data = MinIO's JSON with URL-encoded ``Records[].s3.object.key``).
+
 POST /events/process-image. Transient failures answer 5xx so the broker redelivers.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from events import types
 from events.codec import payload
 from events.http import read_event, reply
 from events.payloads import ImageUploaded
@@ -21,6 +25,8 @@ router = APIRouter(tags=["process-image"])
 async def on_uploaded(request: Request) -> Response:
     c = container(request)
     event = await read_event(request)
+    if event.type == types.KAFKA_RECORD:
+        return reply(await run_in_threadpool(c.pipeline.object_created, event.data, event))
     p = payload(event, ImageUploaded)
     assert isinstance(p, ImageUploaded)
     return reply(await run_in_threadpool(c.pipeline.process, p, event))

@@ -80,6 +80,21 @@ def test_trigger_table_names_real_functions_and_types() -> None:
     names = [t.name for t in TRIGGERS]
     assert len(names) == len(set(names))
     for t in TRIGGERS:
-        assert t.function in FUNCTIONS and t.event_type in types.ALL
+        assert t.function in FUNCTIONS
+        assert t.event_type in types.ALL or t.event_type == types.KAFKA_RECORD
     consumed = {t.event_type for t in TRIGGERS}
     assert {types.IMAGE_UPLOADED, types.IMAGE_VALIDATED, types.FEATURES_EXTRACTED} <= consumed
+
+
+def test_new_event_chains_carry_the_current_trace() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("upload") as s:
+        e = make_event(types.IMAGE_UPLOADED, _uploaded())
+    trace_id = format(s.get_span_context().trace_id, "032x")
+    assert e.extensions["traceparent"].split("-")[1] == trace_id
+    derived = make_event(types.IMAGE_UPLOADED, _uploaded(), causation=e)
+    assert derived.extensions["traceparent"] == e.extensions["traceparent"]
+    headers, _ = encode_binary(derived)
+    assert headers["traceparent"] == e.extensions["traceparent"]
