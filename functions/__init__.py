@@ -18,4 +18,5 @@ FUNCTIONS: dict[str, str] = {
     "index-vector": "functions.index_vector",
     "sweeper": "functions.sweeper",
     "dead-letter": "functions.dead_letter",
+    "admin": "functions.admin",
 }

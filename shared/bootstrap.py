@@ -21,10 +21,12 @@ from shared.db import Database, migrate
 from shared.embedded import embedded_database_url
 from shared.models import TenantRow
 from shared.tenants import TenantService
+from shared.usage import LoginThrottle, UsageService
 from shared.users import UserService
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
+    from shared.admin import AdminService
     from shared.features.embedder import Embedder
     from shared.images import ImageService
     from shared.pipeline import PipelineService
@@ -91,7 +93,11 @@ class Container:
     @cached_property
     def sessions(self) -> SessionService:
         return SessionService(
-            self.db, self.keys, self.hasher, self.settings.jwt.refresh_ttl_seconds
+            self.db,
+            self.keys,
+            self.hasher,
+            self.settings.jwt.refresh_ttl_seconds,
+            throttle=self.throttle,
         )
 
     @cached_property
@@ -107,6 +113,20 @@ class Container:
     @cached_property
     def users(self) -> UserService:
         return UserService(self.db, self.hasher)
+
+    @cached_property
+    def usage(self) -> UsageService:
+        return UsageService(self.db)
+
+    @cached_property
+    def throttle(self) -> LoginThrottle:
+        s = self.settings
+        return LoginThrottle(
+            self.db,
+            per_account=s.login_max_failures_per_account,
+            per_address=s.login_max_failures_per_address,
+            window=s.login_failure_window_seconds,
+        )
 
     @cached_property
     def api_keys(self) -> ApiKeyService:
@@ -182,6 +202,14 @@ class Container:
         from shared.search import SearchService
 
         return SearchService(self.db, self.vectors, lambda: self.embedder, self.settings)
+
+    @cached_property
+    def admin(self) -> AdminService:
+        from shared.admin import AdminService
+
+        return AdminService(
+            self.db, lambda: self.storage, lambda: self.vectors, lambda: self.publisher
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"env": self.settings.env, "model": self.settings.features.model}

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     from shared.client_cli import add_client_commands
 
     add_client_commands(sub)
+    from shared.tenant_cli import add_tenant_commands
+
+    add_tenant_commands(sub)
     return parser
 
 

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
     bcrypt_rounds: int = 12
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_address: int = 30
+    login_failure_window_seconds: float = 900
     max_upload_bytes: int = 20 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024
     max_image_pixels: int = 50_000_000

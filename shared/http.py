@@ -186,6 +186,10 @@ def authenticated(request: Request) -> Principal:
             code="missing_credentials",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    if principal.tenant_id is not None:
+        # Every authenticated call of a tenant counts against its daily quota; this also
+        # refuses suspended tenants, whatever token they still hold.
+        c.usage.count_call(principal.tenant_id)
     request.state.principal = principal
     return principal
 

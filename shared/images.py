@@ -24,6 +24,7 @@ from shared.imaging import validate_upload
 from shared.models import TenantRow
 from shared.storage import ObjectStore, original_key, thumb_key
 from shared.telemetry import span
+from shared.usage import UsageService
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
@@ -129,7 +130,7 @@ class ImageService:
             # Row first, then the object: an S3 notification for the object then always finds
             # the row and leaves the image to this request (no double processing).
             with self.db.tx() as conn:
-                tenant = active_tenant(conn, tenant_id)
+                tenant = UsageService.reserve_storage(conn, tenant_id, len(data))
                 row = fetch_one(
                     conn,
                     INSERT_IMAGE,

@@ -13,6 +13,7 @@ from shared.errors import Forbidden, InvalidInput, NotFound
 from shared.models import UserRow
 from shared.telemetry import span
 from shared.tenants import INSERT_USER
+from shared.usage import UsageService
 
 LIST_USERS: LiteralString = """
 SELECT * FROM users WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
@@ -86,7 +87,9 @@ class UserService:
         if password is None:
             temporary = secrets.token_urlsafe(12)
             password = temporary
+        hashed = self.hasher.hash(password)  # before the lock: bcrypt is slow on purpose
         with span("user.invite", tenant_id=tenant_id), self.db.tx() as conn:
+            UsageService.reserve_user(conn, tenant_id)
             user = fetch_one(
                 conn,
                 INSERT_USER,
@@ -94,7 +97,7 @@ class UserService:
                     "id": uuid.uuid4(),
                     "tenant_id": tenant_id,
                     "email": email.strip(),
-                    "hash": self.hasher.hash(password),
+                    "hash": hashed,
                     "first": first_name,
                     "last": last_name,
                     "role": role,
@@ -115,7 +118,9 @@ class UserService:
         last_name: str | None,
     ) -> UserRow:
         """Self-registration (only where the tenant allows it; checked by the caller)."""
+        hashed = self.hasher.hash(password)
         with self.db.tx() as conn:
+            UsageService.reserve_user(conn, tenant_id)
             user = fetch_one(
                 conn,
                 INSERT_USER,
@@ -123,7 +128,7 @@ class UserService:
                     "id": uuid.uuid4(),
                     "tenant_id": tenant_id,
                     "email": email.strip(),
-                    "hash": self.hasher.hash(password),
+                    "hash": hashed,
                     "first": first_name,
                     "last": last_name,
                     "role": "User",

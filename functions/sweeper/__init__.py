@@ -29,7 +29,8 @@ def sweep(c: Container) -> dict[str, Any]:
     for row in c.pipeline.deleted():
         c.images.purge(row)
         purged += 1
-    return {"restarted": restarted, "purged": purged}
+    tenants = c.admin.purge_deleted_tenants()
+    return {"restarted": restarted, "purged": purged, "tenantsPurged": tenants}
 
 
 @router.post("/events/sweeper")

@@ -20,6 +20,7 @@ from shared.db import Database, execute, fetch_all, fetch_one
 from shared.errors import Conflict, Forbidden, Unauthorized
 from shared.models import TenantRow, TokenPair, UserOut, UserRow
 from shared.telemetry import span
+from shared.usage import LoginThrottle
 
 INVALID = "invalid email or password"
 
@@ -65,8 +66,17 @@ def _hash_token(token: str) -> str:
 
 
 class SessionService:
-    def __init__(self, db: Database, keys: TokenKeys, hasher: PasswordHasher, refresh_ttl: int):
+    def __init__(
+        self,
+        db: Database,
+        keys: TokenKeys,
+        hasher: PasswordHasher,
+        refresh_ttl: int,
+        *,
+        throttle: LoginThrottle | None = None,
+    ):
         self.db, self.keys, self.hasher, self.refresh_ttl = db, keys, hasher, refresh_ttl
+        self.throttle = throttle
 
     # --- login ---------------------------------------------------------------------------
     def login(
@@ -81,6 +91,8 @@ class SessionService:
         """Authenticate by email and password; the same 401 for an unknown email or a wrong
         password, and the same bcrypt cost for both."""
         with span("user.authenticate", auth_method="password") as s:
+            if self.throttle is not None:
+                self.throttle.check(email, ip)
             with self.db.tx() as conn:
                 candidates = fetch_all(
                     conn,
@@ -92,12 +104,16 @@ class SessionService:
             if not candidates:
                 self.hasher.verify(password, None)
                 s.set_attribute("auth.result", "failure")
+                if self.throttle is not None:
+                    self.throttle.failed(email, ip)
                 raise Unauthorized(INVALID, code="invalid_credentials")
             matches = [u for u in candidates if self.hasher.verify(password, u.password_hash)]
             if not matches:
                 with self.db.tx() as conn:
                     execute(conn, COUNT_FAILED, {"ids": [u.id for u in candidates]}, table="users")
                 s.set_attribute("auth.result", "failure")
+                if self.throttle is not None:
+                    self.throttle.failed(email, ip)
                 raise Unauthorized(INVALID, code="invalid_credentials")
             if len(matches) > 1:
                 s.set_attribute("auth.result", "ambiguous")
@@ -111,6 +127,8 @@ class SessionService:
                 self._check_can_sign_in(conn, user)
                 pair = self._issue(conn, user, family=uuid.uuid4(), ip=ip, ua=user_agent)
                 execute(conn, TOUCH_LOGIN, {"id": user.id}, table="users")
+            if self.throttle is not None:
+                self.throttle.succeeded(email)
             s.set_attribute("auth.result", "success")
             return pair
 

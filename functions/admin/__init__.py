@@ -1,0 +1,125 @@
+"""admin: tenant analytics, vector collections, failed events, tenant lifecycle.
+
+Routes: GET /api/tenants/{id}/analytics; POST /api/tenants/{id}/suspend, /reactivate;
+DELETE /api/tenants/{id}; GET /api/collections; POST/DELETE /api/collections/{name};
+GET /api/admin/failed-events, GET /api/admin/failed-events/{id},
+POST /api/admin/failed-events/{id}/replay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import Field
+
+from shared.admin import FailedEventRow
+from shared.auth.principal import Principal
+from shared.http import authenticated, container
+from shared.models import ApiModel
+
+router = APIRouter(tags=["admin"])
+Auth = Annotated[Principal, Depends(authenticated)]
+
+
+class CollectionOut(ApiModel):
+    name: str
+    vectors: int
+    dimension: int
+    distance: str
+
+
+class CollectionIn(ApiModel):
+    vector_size: Annotated[int, Field(ge=1, le=8192)]
+    distance: str = "Cosine"
+
+
+class FailedEventOut(ApiModel):
+    id: uuid.UUID
+    event_id: str
+    event_type: str
+    source: str
+    subject: str | None
+    tenant_id: uuid.UUID | None
+    error: str | None
+    attempts: int
+    received_at: datetime
+    replayed_at: datetime | None
+    event: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, row: FailedEventRow, *, full: bool = False) -> FailedEventOut:
+        out = cls.model_validate(row, from_attributes=True)
+        if not full:
+            out.event = None
+        return out
+
+
+@router.get("/api/tenants/{tenant_id}/analytics")
+def analytics(tenant_id: uuid.UUID, request: Request, principal: Auth) -> dict[str, Any]:
+    return container(request).admin.analytics(principal, tenant_id)
+
+
+@router.post("/api/tenants/{tenant_id}/suspend", status_code=204)
+def suspend(tenant_id: uuid.UUID, request: Request, principal: Auth) -> Response:
+    container(request).admin.set_status(principal, tenant_id, "Suspended")
+    return Response(status_code=204)
+
+
+@router.post("/api/tenants/{tenant_id}/reactivate", status_code=204)
+def reactivate(tenant_id: uuid.UUID, request: Request, principal: Auth) -> Response:
+    container(request).admin.set_status(principal, tenant_id, "Active")
+    return Response(status_code=204)
+
+
+@router.delete("/api/tenants/{tenant_id}", status_code=204)
+def delete_tenant(tenant_id: uuid.UUID, request: Request, principal: Auth) -> Response:
+    container(request).admin.delete_tenant(principal, tenant_id)
+    return Response(status_code=204)
+
+
+@router.get("/api/collections", response_model=list[CollectionOut])
+def collections(request: Request, principal: Auth) -> list[CollectionOut]:
+    return [
+        CollectionOut(name=s.name, vectors=s.vectors, dimension=s.dim, distance=s.distance)
+        for s in container(request).admin.collections(principal)
+    ]
+
+
+@router.post("/api/collections/{name}", status_code=201, response_model=CollectionOut)
+def create_collection(
+    name: str, body: CollectionIn, request: Request, principal: Auth
+) -> CollectionOut:
+    container(request).admin.create_collection(principal, name, body.vector_size, body.distance)
+    return CollectionOut(name=name, vectors=0, dimension=body.vector_size, distance="Cosine")
+
+
+@router.delete("/api/collections/{name}", status_code=204)
+def delete_collection(
+    name: str, request: Request, principal: Auth, force: bool = False
+) -> Response:
+    container(request).admin.delete_collection(principal, name, force=force)
+    return Response(status_code=204)
+
+
+@router.get("/api/admin/failed-events", response_model=list[FailedEventOut])
+def failed_events(
+    request: Request,
+    principal: Auth,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[FailedEventOut]:
+    rows = container(request).admin.failed_events(principal, limit=limit, offset=offset)
+    return [FailedEventOut.of(r) for r in rows]
+
+
+@router.get("/api/admin/failed-events/{event_id}", response_model=FailedEventOut)
+def failed_event(event_id: uuid.UUID, request: Request, principal: Auth) -> FailedEventOut:
+    return FailedEventOut.of(container(request).admin.failed_event(principal, event_id), full=True)
+
+
+@router.post("/api/admin/failed-events/{event_id}/replay", response_model=FailedEventOut)
+def replay(event_id: uuid.UUID, request: Request, principal: Auth) -> FailedEventOut:
+    return FailedEventOut.of(container(request).admin.replay(principal, event_id), full=True)

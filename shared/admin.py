@@ -1,0 +1,305 @@
+"""Operations: tenant analytics, vector collections, failed events (inspect and replay), and the
+tenant lifecycle (suspend, reactivate, delete → purged by the sweeper)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, LiteralString
+
+from events.codec import from_json
+from shared.auth.principal import Principal
+from shared.db import Database, execute, fetch_all, fetch_dicts, fetch_one
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.models import TenantRow
+from shared.storage import ObjectStore
+from shared.telemetry import span
+from shared.usage import THUMBNAIL_RESERVE
+
+if TYPE_CHECKING:
+    from events.publisher import Publisher
+    from shared.vectors import SpaceInfo, VectorIndex
+
+TENANT_ANY: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s"
+
+
+@dataclass
+class FailedEventRow:
+    id: uuid.UUID
+    event_id: str
+    event_type: str
+    source: str
+    subject: str | None
+    tenant_id: uuid.UUID | None
+    event: dict[str, Any]
+    error: str | None
+    attempts: int
+    received_at: datetime
+    replayed_at: datetime | None
+
+
+class AdminService:
+    def __init__(
+        self,
+        db: Database,
+        storage: Callable[[], ObjectStore],
+        vectors: Callable[[], VectorIndex],
+        publisher: Callable[[], Publisher],
+    ):
+        self.db = db
+        self._storage, self._vectors, self._publisher = storage, vectors, publisher
+
+    # --- analytics -------------------------------------------------------------------------
+    def analytics(self, principal: Principal, tenant_id: uuid.UUID) -> dict[str, Any]:
+        principal.scope(tenant_id)
+        principal.require_role("Admin")
+        with span("tenant.analytics", tenant_id=tenant_id), self.db.tx() as conn:
+            tenant = fetch_one(
+                conn,
+                "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL",
+                {"id": tenant_id},
+                table="tenants",
+                row=TenantRow,
+            )
+            if tenant is None:
+                raise NotFound("tenant not found", code="tenant_not_found")
+            [img] = fetch_dicts(
+                conn,
+                """
+                SELECT count(*) AS images,
+                       coalesce(sum(size_bytes + CASE WHEN thumbnails_bytes > 0
+                            THEN thumbnails_bytes ELSE %(reserve)s END)
+                            FILTER (WHERE status <> 'failed'), 0)::bigint AS storage,
+                       count(*) FILTER (WHERE status = 'uploaded') AS uploaded,
+                       count(*) FILTER (WHERE status = 'validated') AS validated,
+                       count(*) FILTER (WHERE status = 'extracted') AS extracted,
+                       count(*) FILTER (WHERE status = 'failed') AS failed
+                FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL
+                """,
+                {"t": tenant_id, "reserve": THUMBNAIL_RESERVE},
+                table="images",
+            )
+            days = fetch_dicts(
+                conn,
+                """
+                SELECT day, api_calls, searches, uploads FROM usage_daily
+                WHERE tenant_id = %(t)s AND day > (now() AT TIME ZONE 'UTC')::date - 30
+                ORDER BY day
+                """,
+                {"t": tenant_id},
+                table="usage_daily",
+            )
+            [users] = fetch_dicts(
+                conn,
+                "SELECT count(*) AS n FROM users WHERE tenant_id = %(t)s"
+                " AND deleted_at IS NULL AND is_active",
+                {"t": tenant_id},
+                table="users",
+            )
+            [today] = fetch_dicts(
+                conn, "SELECT (now() AT TIME ZONE 'UTC')::date AS d", table="usage_daily"
+            )
+        by_day: dict[date, dict[str, Any]] = {d["day"]: d for d in days}
+        current = by_day.get(today["d"], {})
+        return {
+            "tenantId": str(tenant.id),
+            "tier": tenant.tier,
+            "status": tenant.status,
+            "storageUsed": int(img["storage"]),
+            "storageLimit": tenant.max_storage_bytes,
+            "imageCount": int(img["images"]),
+            "users": int(users["n"]),
+            "userLimit": tenant.max_users,
+            "apiCallsToday": int(current.get("api_calls", 0)),
+            "apiCallLimit": tenant.max_api_calls_per_day,
+            "searchesToday": int(current.get("searches", 0)),
+            "uploadsToday": int(current.get("uploads", 0)),
+            "apiCallsLast30Days": [
+                {"date": d["day"].isoformat(), "calls": int(d["api_calls"])} for d in days
+            ],
+            "pipelineBacklog": {
+                "uploaded": int(img["uploaded"]),
+                "validated": int(img["validated"]),
+                "extracted": int(img["extracted"]),
+            },
+            "failedImages": int(img["failed"]),
+        }
+
+    # --- collections -----------------------------------------------------------------------
+    def collections(self, principal: Principal) -> list[SpaceInfo]:
+        principal.require_system_admin()
+        return self._vectors().spaces()
+
+    def create_collection(self, principal: Principal, name: str, size: int, distance: str) -> None:
+        principal.require_system_admin()
+        if distance.lower() != "cosine":
+            raise InvalidInput(
+                "DeepLens vectors are L2-normalised: distance must be Cosine",
+                code="unsupported_distance",
+            )
+        if not 1 <= size <= 8192:
+            raise InvalidInput("vectorSize must be between 1 and 8192", code="invalid_size")
+        if any(s.name == name for s in self._vectors().spaces()):
+            raise Conflict(f"collection {name} exists", code="collection_exists")
+        self._vectors().ensure_space(name, size)
+
+    def delete_collection(self, principal: Principal, name: str, *, force: bool) -> None:
+        principal.require_system_admin()
+        if not any(s.name == name for s in self._vectors().spaces()):
+            raise NotFound(f"collection {name} does not exist", code="collection_not_found")
+        with self.db.tx() as conn:
+            [row] = fetch_dicts(
+                conn,
+                "SELECT count(*) AS n FROM tenants WHERE"
+                " qdrant_collection_name = %(n)s AND deleted_at IS NULL",
+                {"n": name},
+                table="tenants",
+            )
+        if row["n"] and not force:
+            raise Conflict(
+                f"collection {name} still serves {row['n']} tenant(s); pass force",
+                code="collection_in_use",
+            )
+        self._vectors().drop_space(name)
+
+    # --- failed events ---------------------------------------------------------------------
+    def failed_events(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> list[FailedEventRow]:
+        principal.require_role("Admin")
+        with self.db.tx() as conn:
+            return fetch_all(
+                conn,
+                """
+                SELECT * FROM failed_events
+                WHERE %(all)s OR tenant_id = %(t)s
+                ORDER BY received_at DESC LIMIT %(l)s OFFSET %(o)s
+                """,
+                {
+                    "all": principal.is_system_admin,
+                    "t": principal.tenant_id,
+                    "l": limit,
+                    "o": offset,
+                },
+                table="failed_events",
+                row=FailedEventRow,
+            )
+
+    def failed_event(self, principal: Principal, event_id: uuid.UUID) -> FailedEventRow:
+        principal.require_role("Admin")
+        with self.db.tx() as conn:
+            row = fetch_one(
+                conn,
+                "SELECT * FROM failed_events WHERE id = %(id)s AND (%(all)s OR tenant_id = %(t)s)",
+                {"id": event_id, "all": principal.is_system_admin, "t": principal.tenant_id},
+                table="failed_events",
+                row=FailedEventRow,
+            )
+        if row is None:
+            raise NotFound("failed event not found", code="failed_event_not_found")
+        return row
+
+    def replay(self, principal: Principal, event_id: uuid.UUID) -> FailedEventRow:
+        """Send the stored event to the broker again (same id: idempotent handlers make a
+        second delivery safe)."""
+        row = self.failed_event(principal, event_id)
+        with self.db.tx() as conn:
+            execute(
+                conn,
+                "UPDATE failed_events SET replayed_at = now() WHERE id = %(id)s",
+                {"id": row.id},
+                table="failed_events",
+            )
+            # The local broker keys deliveries on (event id, trigger): let a replay through.
+            execute(
+                conn,
+                "DELETE FROM broker_deliveries WHERE event_id = %(e)s AND status = 'dead'",
+                {"e": row.event_id},
+                table="broker_deliveries",
+            )
+        self._publisher().publish(from_json(row.event))
+        return self.failed_event(principal, event_id)
+
+    # --- tenant lifecycle ------------------------------------------------------------------
+    def set_status(self, principal: Principal, tenant_id: uuid.UUID, status: str) -> None:
+        principal.require_system_admin()
+        with self.db.tx() as conn:
+            n = execute(
+                conn,
+                "UPDATE tenants SET status = %(s)s, updated_at = now()"
+                " WHERE id = %(id)s AND deleted_at IS NULL",
+                {"s": status, "id": tenant_id},
+                table="tenants",
+            )
+            if status == "Suspended":
+                execute(
+                    conn,
+                    "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at"
+                    " IS NULL AND user_id IN (SELECT id FROM users WHERE tenant_id = %(t)s)",
+                    {"t": tenant_id},
+                    table="refresh_tokens",
+                )
+        if n == 0:
+            raise NotFound("tenant not found", code="tenant_not_found")
+
+    def delete_tenant(self, principal: Principal, tenant_id: uuid.UUID) -> None:
+        """Soft delete: the tenant disappears at once (its slug can be reused); the sweeper
+        then removes its objects, vectors and rows."""
+        principal.scope(tenant_id)
+        if not principal.is_system_admin:
+            principal.require_role("TenantOwner")
+        with self.db.tx() as conn:
+            n = execute(
+                conn,
+                "UPDATE tenants SET status = 'Deleted', deleted_at = now(),"
+                " updated_at = now() WHERE id = %(id)s AND deleted_at IS NULL",
+                {"id": tenant_id},
+                table="tenants",
+            )
+            execute(
+                conn,
+                "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL"
+                " AND user_id IN (SELECT id FROM users WHERE tenant_id = %(t)s)",
+                {"t": tenant_id},
+                table="refresh_tokens",
+            )
+        if n == 0:
+            raise NotFound("tenant not found", code="tenant_not_found")
+
+    def purge_deleted_tenants(self, limit: int = 10) -> int:
+        """Sweeper step: everything of a deleted tenant goes — objects, vectors, rows."""
+        with self.db.tx() as conn:
+            tenants = fetch_all(
+                conn,
+                "SELECT * FROM tenants WHERE deleted_at IS NOT NULL"
+                " ORDER BY deleted_at LIMIT %(l)s",
+                {"l": limit},
+                table="tenants",
+                row=TenantRow,
+            )
+        for t in tenants:
+            with span("tenant.purge", tenant_id=t.id):
+                self._storage().remove_bucket(t.minio_bucket_name)
+                try:
+                    if t.qdrant_collection_name == f"tenant_{t.id}_images":
+                        self._vectors().drop_space(t.qdrant_collection_name)
+                    else:
+                        self._vectors().delete_tenant(t.qdrant_collection_name, tenant_id=t.id)
+                except NotFound:
+                    pass
+                with self.db.tx() as conn:
+                    execute(
+                        conn,
+                        "DELETE FROM failed_events WHERE tenant_id = %(t)s",
+                        {"t": t.id},
+                        table="failed_events",
+                    )
+                    execute(
+                        conn,
+                        "DELETE FROM tenants WHERE id = %(t)s AND deleted_at IS NOT NULL",
+                        {"t": t.id},
+                        table="tenants",
+                    )
+        return len(tenants)

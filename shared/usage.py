@@ -1,0 +1,200 @@
+"""Tier enforcement: API calls per tenant per UTC day, storage and user limits, and sign-in
+throttling. Limits are read from the tenant row on every check, so an operator's change to one
+tenant's limit takes effect at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, LiteralString
+
+import psycopg
+
+from shared.db import Database, execute, fetch_one
+from shared.errors import Forbidden, NotFound, PayloadTooLarge, QuotaExceeded
+from shared.models import TenantRow
+
+# Thumbnails are written after the upload answers; until then their bytes are reserved at this
+# upper bound (two WebP thumbnails of at most 256 and 128 px at quality 80 stay below it).
+THUMBNAIL_RESERVE = 64 * 1024
+
+COUNT_CALL: LiteralString = """
+INSERT INTO usage_daily (tenant_id, day, api_calls)
+VALUES (%(t)s, (now() AT TIME ZONE 'UTC')::date, 1)
+ON CONFLICT (tenant_id, day) DO UPDATE SET api_calls = usage_daily.api_calls + 1
+RETURNING api_calls
+"""
+TENANT_LIMITS: LiteralString = """
+SELECT * FROM tenants WHERE id = %(t)s AND deleted_at IS NULL
+"""
+LOCK_TENANT: LiteralString = """
+SELECT * FROM tenants WHERE id = %(t)s AND deleted_at IS NULL FOR UPDATE
+"""
+STORAGE_USED: LiteralString = """
+SELECT coalesce(sum(size_bytes + CASE WHEN thumbnails_bytes > 0 THEN thumbnails_bytes
+                                      ELSE %(reserve)s END), 0)::bigint AS n
+FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL AND status <> 'failed'
+"""
+USERS_USED: LiteralString = """
+SELECT count(*) AS n FROM users WHERE tenant_id = %(t)s AND deleted_at IS NULL AND is_active
+"""
+
+
+@dataclass
+class Count:
+    n: int
+
+
+@dataclass
+class Calls:
+    api_calls: int
+
+
+def seconds_to_utc_midnight(now: datetime | None = None) -> int:
+    now = now or datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((midnight - now).total_seconds()) + 1)
+
+
+def check_tenant_active(tenant: TenantRow | None) -> TenantRow:
+    if tenant is None:
+        raise NotFound("tenant not found", code="tenant_not_found")
+    if tenant.status == "Suspended":
+        raise Forbidden("this tenant is suspended", code="tenant_suspended")
+    if tenant.status != "Active":
+        raise Forbidden("this tenant is not active", code="tenant_inactive")
+    return tenant
+
+
+class UsageService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def count_call(self, tenant_id: uuid.UUID) -> None:
+        """Count one API call (atomically, in PostgreSQL) and refuse it past the daily limit
+        with 429 + Retry-After to the next UTC midnight; refuse suspended tenants."""
+        with self.db.tx() as conn:
+            tenant = check_tenant_active(
+                fetch_one(conn, TENANT_LIMITS, {"t": tenant_id}, table="tenants", row=TenantRow)
+            )
+            calls = fetch_one(conn, COUNT_CALL, {"t": tenant_id}, table="usage_daily", row=Calls)
+        assert calls is not None
+        if calls.api_calls > tenant.max_api_calls_per_day:
+            raise QuotaExceeded(
+                f"the daily API call limit ({tenant.max_api_calls_per_day}) is reached",
+                code="quota_api_calls",
+                headers={"Retry-After": str(seconds_to_utc_midnight())},
+            )
+
+    @staticmethod
+    def reserve_storage(
+        conn: psycopg.Connection[Any], tenant_id: uuid.UUID, new_bytes: int
+    ) -> TenantRow:
+        """Inside the caller's transaction: lock the tenant row (uploads of one tenant
+        serialise here) and refuse with 413 quota_storage when the upload would pass the
+        limit. The caller inserts the image row in the same transaction."""
+        tenant = check_tenant_active(
+            fetch_one(conn, LOCK_TENANT, {"t": tenant_id}, table="tenants", row=TenantRow)
+        )
+        used = fetch_one(
+            conn,
+            STORAGE_USED,
+            {"t": tenant_id, "reserve": THUMBNAIL_RESERVE},
+            table="images",
+            row=Count,
+        )
+        total = (used.n if used else 0) + new_bytes + THUMBNAIL_RESERVE
+        if total > tenant.max_storage_bytes:
+            raise PayloadTooLarge(
+                f"this upload would pass the storage limit of {tenant.max_storage_bytes} bytes",
+                code="quota_storage",
+            )
+        return tenant
+
+    @staticmethod
+    def reserve_user(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> TenantRow:
+        tenant = check_tenant_active(
+            fetch_one(conn, LOCK_TENANT, {"t": tenant_id}, table="tenants", row=TenantRow)
+        )
+        used = fetch_one(conn, USERS_USED, {"t": tenant_id}, table="users", row=Count)
+        if used is not None and used.n >= tenant.max_users:
+            raise Forbidden(
+                f"this tenant's plan allows {tenant.max_users} users", code="quota_users"
+            )
+        return tenant
+
+    def storage_used(self, tenant_id: uuid.UUID) -> int:
+        with self.db.tx() as conn:
+            used = fetch_one(
+                conn,
+                STORAGE_USED,
+                {"t": tenant_id, "reserve": THUMBNAIL_RESERVE},
+                table="images",
+                row=Count,
+            )
+        return used.n if used else 0
+
+
+class LoginThrottle:
+    """Failed sign-ins per account and per client address within a sliding window. The
+    account key is the email as typed, whether or not such an account exists, so a 429 says
+    nothing about which emails are registered."""
+
+    def __init__(self, db: Database, *, per_account: int, per_address: int, window: float):
+        self.db, self.per_account, self.per_address = db, per_account, per_address
+        self.window = window
+
+    def check(self, email: str, address: str | None) -> None:
+        with self.db.tx() as conn:
+            for scope, key, limit in self._keys(email, address):
+                row = conn.execute(
+                    "SELECT count(*), min(failed_at) FROM (SELECT failed_at FROM login_failures"
+                    " WHERE scope = %(s)s AND key = %(k)s"
+                    " AND failed_at > now() - make_interval(secs => %(w)s)"
+                    " ORDER BY failed_at DESC LIMIT %(l)s) recent",
+                    {"s": scope, "k": key, "w": self.window, "l": limit},
+                ).fetchone()
+                if row is not None and row[0] >= limit:
+                    oldest: datetime = row[1]
+                    retry = (oldest + timedelta(seconds=self.window)) - datetime.now(UTC)
+                    raise QuotaExceeded(
+                        "too many failed sign-ins; try again later",
+                        code="login_throttled",
+                        headers={"Retry-After": str(max(1, int(retry.total_seconds()) + 1))},
+                    )
+
+    def failed(self, email: str, address: str | None) -> None:
+        with self.db.tx() as conn:
+            for scope, key, _ in self._keys(email, address):
+                execute(
+                    conn,
+                    "INSERT INTO login_failures (scope, key) VALUES (%(s)s, %(k)s)",
+                    {"s": scope, "k": key},
+                    table="login_failures",
+                )
+            # Old rows are useless; trimming here keeps the table small without a job.
+            execute(
+                conn,
+                "DELETE FROM login_failures WHERE failed_at < now() - make_interval("
+                "secs => %(w)s) AND id IN (SELECT id FROM login_failures ORDER BY id LIMIT"
+                " 100)",
+                {"w": self.window * 2},
+                table="login_failures",
+            )
+
+    def succeeded(self, email: str) -> None:
+        with self.db.tx() as conn:
+            execute(
+                conn,
+                "DELETE FROM login_failures WHERE scope = 'account' AND key = %(k)s",
+                {"k": email.strip().lower()},
+                table="login_failures",
+            )
+
+    def _keys(self, email: str, address: str | None) -> list[tuple[str, str, int]]:
+        keys = [("account", email.strip().lower(), self.per_account)]
+        if address:
+            keys.append(("address", address, self.per_address))
+        return keys
