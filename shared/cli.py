@@ -80,6 +80,23 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHMARKS = ["extract", "search", "http", "coldstart", "ingest"]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run benchmarks from tests/perf (in a source checkout): each prints a table and writes
+    tests/perf/results/NAME.json."""
+    import importlib
+
+    sys.path.insert(0, os.getcwd())
+    names = BENCHMARKS if args.name == "all" else [args.name]
+    for name in names:
+        log.info("benchmark %s", name)
+        module = importlib.import_module(f"tests.perf.bench_{name}")
+        module.main(args.rest)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deeplens", description="DeepLens image similarity search"
@@ -105,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=cmd_admin_create)
 
     from shared.client_cli import add_client_commands
+
+    bench = sub.add_parser("bench", help="run benchmarks (tests/perf; from a source checkout)")
+    bench.add_argument("name", choices=[*BENCHMARKS, "all"], nargs="?", default="all")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="options for the benchmark")
+    bench.set_defaults(func=cmd_bench)
 
     add_client_commands(sub)
     from shared.tenant_cli import add_tenant_commands

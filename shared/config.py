@@ -53,9 +53,11 @@ class FeatureSettings(BaseModel):
     device: str = "auto"  # auto | cpu | cuda
     weights_dir: Path | None = None  # where resnet50/efficientnet-b0 weight files are looked up
     extract_url: str | None = None  # call a remote extract function instead of in-process torch
+    backend: Literal["auto", "torch", "onnx"] = "auto"  # auto: onnx on CPU, torch on CUDA
+    bf16: bool = False  # opt-in: faster, but vectors agree with fp32 only to cosine ~0.998
     max_batch: int = 16
     max_wait_ms: int = 5
-    threads: int = 0  # 0 = torch default
+    threads: int = 0  # 0 = one worker (onnx) or torch's default per core
 
 
 class Settings(BaseSettings):

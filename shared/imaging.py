@@ -11,6 +11,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from shared.errors import PayloadTooLarge, Unprocessable, UnsupportedMedia
@@ -65,7 +66,8 @@ def open_image(
                 )
             if draft is not None and fmt == "JPEG":
                 # DCT-domain downscaling: decoding a 12 MP JPEG at 1/8 scale costs ~1/20.
-                src.draft("RGB", (draft[0] * 2, draft[1] * 2))
+                # (PIL keeps the decoded size at or above the request.)
+                src.draft("RGB", draft)
             src.load()
             img: Image.Image = ImageOps.exif_transpose(src) or src
             return _to_rgb(img)
@@ -114,6 +116,21 @@ def validate_upload(
     img = open_image(data, max_pixels=max_pixels)
     assert fmt is not None
     return ImageInfo(fmt, FORMATS[fmt], img.width, img.height), img
+
+
+def to_input(img: Image.Image, size: int) -> np.ndarray:
+    """The model's input: the whole image (no crop: a crop would drop the borders that
+    distinguish near-duplicates from look-alikes) resized to size×size, HxWx3 uint8."""
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def decode_for_model(data: bytes, size: int) -> np.ndarray:
+    """Bytes → model input, decoding JPEGs at a DCT-reduced scale (draft mode) first."""
+    return to_input(open_image(data, draft=(size, size)), size)
 
 
 def thumbnails(img: Image.Image) -> dict[int, bytes]:

@@ -105,12 +105,13 @@ def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Any:
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One loaded model for the whole session (the container does not close what it is given)."""
     from shared.config import Settings
     from shared.features.embedder import LocalEmbedder
 
-    emb = LocalEmbedder(Settings.from_env({}))
+    data = tmp_path_factory.mktemp("embedder")
+    emb = LocalEmbedder(Settings.from_env({"DEEPLENS_DATA_DIR": str(data)}))
     yield emb
     emb.close()
 

@@ -101,7 +101,7 @@ def models(request: Request) -> list[dict[str, Any]]:
 def health(request: Request) -> dict[str, Any]:
     c = container(request)
     emb = c.embedder
-    device = str(getattr(getattr(emb, "extractor", None), "device", "remote"))
+    device = str(getattr(emb, "device", "remote"))
     return {"status": "healthy", "model": emb.spec.name, "device": device}
 
 

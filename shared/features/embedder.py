@@ -7,7 +7,8 @@ extract service over HTTP never imports torch.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 
@@ -26,32 +27,77 @@ class Embedder(Protocol):
     def close(self) -> None: ...
 
 
-class LocalEmbedder:
-    def __init__(self, settings: Settings, *, random_weights: bool = False):
-        from shared.features.extractor import Extractor, MicroBatcher
+def _no_gpu_device() -> bool:
+    """True when no NVIDIA device exists, decided without importing torch (cold start)."""
+    return not (Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists())
 
+
+class LocalEmbedder:
+    """In-process extraction: ONNX Runtime on CPU (the fast path), torch on CUDA or on
+    request (``DEEPLENS_FEATURES__BACKEND``). Both share preprocessing and agree to
+    cosine ≥ 0.999."""
+
+    def __init__(self, settings: Settings, *, random_weights: bool = False):
         f = settings.features
         self.spec = model_spec(f.model)
-        self.extractor = Extractor(
-            self.spec,
-            device=f.device,
-            weights_dir=f.weights_dir,
-            threads=f.threads,
-            random_weights=random_weights,
-        )
-        self.extractor.warm_up()
-        self.batcher = MicroBatcher(
-            self.extractor, max_batch=f.max_batch, max_wait_ms=f.max_wait_ms
-        )
+        backend = f.backend
+        if backend == "auto":
+            cpu = f.device == "cpu" or (f.device == "auto" and _no_gpu_device())
+            backend = "onnx" if cpu and _has_onnxruntime() else "torch"
+        self.backend = backend
+        self.batcher = None
+        if backend == "onnx":
+            from shared.features.onnx_backend import OnnxExtractor
+
+            self.onnx = OnnxExtractor(
+                self.spec,
+                cache_dir=settings.data_dir / "models",
+                weights_dir=f.weights_dir,
+                workers=f.threads,
+                random_weights=random_weights,
+            )
+            self.onnx.warm_up()
+            self.extractor: Any = self.onnx
+        else:
+            from shared.features.extractor import Extractor, MicroBatcher
+
+            self.extractor = Extractor(
+                self.spec,
+                device=f.device,
+                weights_dir=f.weights_dir,
+                threads=f.threads,
+                random_weights=random_weights,
+                bf16=f.bf16,
+            )
+            self.extractor.warm_up()
+            # Batching pays on a GPU: concurrent requests share one forward pass.
+            self.batcher = MicroBatcher(
+                self.extractor, max_batch=f.max_batch, max_wait_ms=f.max_wait_ms
+            )
+
+    @property
+    def device(self) -> str:
+        return "cpu (onnxruntime)" if self.backend == "onnx" else str(self.extractor.device)
 
     def embed(self, data: bytes) -> list[float]:
+        if self.batcher is None:
+            return [float(x) for x in self.onnx.embed_one(data)]
         return [float(x) for x in self.batcher.embed(data)]
 
     def embed_many(self, items: list[bytes]) -> list[list[float]]:
         return [[float(x) for x in row] for row in self.extractor.embed_bytes(items)]
 
     def close(self) -> None:
-        self.batcher.close()
+        if self.batcher is not None:
+            self.batcher.close()
+        else:
+            self.onnx.close()
+
+
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 class HttpEmbedder:

@@ -178,7 +178,11 @@ class ResNet50(nn.Module):
         return out
 
 
-def build_net(arch: str, variant: str) -> nn.Module:
+def build_net(arch: str, variant: str, *, seed: int | None = None) -> nn.Module:
+    """The network; ``seed`` makes random initialisation reproducible (benchmarks compare two
+    backends built separately from the same random weights)."""
+    if seed is not None:
+        torch.manual_seed(seed)
     if arch == "efficientnet":
         return EfficientNet(variant)
     if arch == "resnet50":

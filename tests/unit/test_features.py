@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,46 @@ def test_micro_batcher_merges_and_matches_direct(lite0: Extractor) -> None:
             assert float(a @ b) > 0.9999
     finally:
         batcher.close()
+
+
+def test_onnx_backend_agrees_with_torch_reference(lite0: Extractor, tmp_path: Path) -> None:
+    """The fast path (ONNX Runtime, parallel one-image runs) gives the reference's vectors
+    and therefore the same neighbours, on real photos and their edits."""
+    from shared.features.onnx_backend import OnnxExtractor
+
+    fast = OnnxExtractor(model_spec("efficientnet-lite0"), cache_dir=tmp_path, workers=2)
+    try:
+        originals = photos()
+        blobs = [encode(img) for img in originals.values()]
+        queries = [encode(e) for img in originals.values() for e in edits(img).values()]
+        ref_base, fast_base = lite0.embed_bytes(blobs), fast.embed_bytes(blobs)
+        ref_q, fast_q = lite0.embed_bytes(queries), fast.embed_bytes(queries)
+        assert float(np.min(np.sum(ref_base * fast_base, axis=1))) >= 0.999
+        assert float(np.min(np.sum(ref_q * fast_q, axis=1))) >= 0.999
+        ref_rank = np.argsort(-(ref_q @ ref_base.T), axis=1)[:, :3]
+        fast_rank = np.argsort(-(fast_q @ fast_base.T), axis=1)[:, :3]
+        assert (ref_rank[:, 0] == fast_rank[:, 0]).all()
+        # A second instance loads the cached export instead of exporting again.
+        assert len(list(tmp_path.glob("*.onnx"))) == 1
+        again = OnnxExtractor(model_spec("efficientnet-lite0"), cache_dir=tmp_path, workers=1)
+        assert float(again.embed_one(blobs[0]) @ fast_base[0]) > 0.9999
+        again.close()
+    finally:
+        fast.close()
+
+
+def test_draft_decoding_keeps_the_neighbours(lite0: Extractor) -> None:
+    """JPEG draft-mode (DCT-scaled) decoding changes pixels a little, never the ranking."""
+    import io
+
+    from PIL import Image
+
+    from shared.imaging import to_input
+
+    originals = photos()
+    big = [encode(img.resize((img.width * 3, img.height * 3))) for img in originals.values()]
+    fast = lite0.embed_arrays(np.stack([lite0.preprocess(b) for b in big]))
+    full = lite0.embed_arrays(np.stack([to_input(Image.open(io.BytesIO(b)).convert("RGB"), 224)
+                                        for b in big]))
+    assert float(np.min(np.sum(fast * full, axis=1))) > 0.98
+    assert (np.argmax(fast @ full.T, axis=1) == np.arange(len(big))).all()

@@ -1,0 +1,127 @@
+"""The CPU fast path: the same network, exported once to ONNX (pooling and L2 normalisation
+included) and run by ONNX Runtime.
+
+On a small CPU, one image per run with one intra-op thread per worker, and as many workers as
+cores, beats batching: decode and inference of different images overlap across cores, and the
+activations of one image stay in cache. Measured here (2 cores, efficientnet-lite0): ORT 7.2
+core-ms/img vs eager torch fp32 ~16 core-ms; vectors agree with torch to cosine ≥ 0.9999.
+
+Once the .onnx file is cached (``<data_dir>/models``), this backend never imports torch, so the
+extract function starts in well under a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from shared.features.registry import ModelSpec
+from shared.imaging import decode_for_model
+
+log = logging.getLogger(__name__)
+
+
+def export_onnx(
+    spec: ModelSpec, path: Path, *, weights_dir: Path | None, random_weights: bool = False
+) -> None:
+    """Export the torch network with its pooling and normalisation (needs torch, once)."""
+    import torch
+
+    from shared.features.extractor import load_weights
+    from shared.features.nets import build_net
+
+    net = build_net(spec.arch, spec.variant, seed=0 if random_weights else None)
+    if not random_weights:
+        net.load_state_dict(load_weights(spec, weights_dir), strict=True)
+    net.eval()
+
+    class Embed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            feats = self.net(x).mean(dim=(2, 3))
+            return torch.nn.functional.normalize(feats, dim=1)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    # The TorchScript-tracing exporter (deprecated, still shipped) is used on purpose: tracing at
+    # the fixed input size folds the TF-"same" padding arithmetic into constants, and it needs
+    # no onnxscript. Its deprecation and tracer warnings are expected here.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Embed(),
+            (torch.zeros(1, 3, spec.input_size, spec.input_size),),
+            str(tmp),
+            input_names=["pixels"],
+            output_names=["embedding"],
+            dynamic_axes={"pixels": {0: "n"}, "embedding": {0: "n"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    os.replace(tmp, path)  # atomic: concurrent starters never load a half-written file
+    log.info("exported %s to %s", spec.name, path)
+
+
+class OnnxExtractor:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        cache_dir: Path,
+        weights_dir: Path | None = None,
+        workers: int = 0,
+        random_weights: bool = False,
+    ):
+        import onnxruntime as ort
+
+        self.spec = spec
+        suffix = "-random" if random_weights else ""
+        path = cache_dir / f"{spec.space_suffix}{suffix}.onnx"
+        if not path.exists():
+            export_onnx(spec, path, weights_dir=weights_dir, random_weights=random_weights)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.workers = workers or os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx")
+        # Bounds concurrent runs to the worker count whichever thread calls (HTTP requests
+        # arrive on the server's thread pool): more would only thrash the cores.
+        self._slots = threading.BoundedSemaphore(self.workers)
+        self._mean = (np.array(spec.mean, np.float32) * 255).reshape(3, 1, 1)
+        self._inv_std = (1 / (np.array(spec.std, np.float32) * 255)).reshape(3, 1, 1)
+
+    def warm_up(self) -> None:
+        self.embed_arrays(np.zeros((1, self.spec.input_size, self.spec.input_size, 3), np.uint8))
+
+    def preprocess(self, data: bytes) -> np.ndarray:
+        return decode_for_model(data, self.spec.input_size)
+
+    def _run(self, arr: np.ndarray) -> np.ndarray:
+        x = (arr.transpose(2, 0, 1).astype(np.float32) - self._mean) * self._inv_std
+        with self._slots:
+            out = self.session.run(None, {"pixels": x[None]})[0]
+        return np.asarray(out[0], dtype=np.float32)
+
+    def embed_one(self, data: bytes) -> np.ndarray:
+        return self._run(self.preprocess(data))
+
+    def embed_bytes(self, items: list[bytes]) -> np.ndarray:
+        """Decode and infer across the worker pool, one image per run."""
+        return np.stack(list(self.pool.map(self.embed_one, items)))
+
+    def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
+        return np.stack(list(self.pool.map(self._run, list(batch))))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)

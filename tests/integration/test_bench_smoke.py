@@ -1,0 +1,26 @@
+"""The benchmarks at tiny sizes: they run, print, and write their JSON. (Their figures are not
+judged here; `deeplens bench` at full size is what the README reports.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("name", ["extract", "search", "coldstart", "http", "ingest"])
+def test_benchmark_smoke(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    import tests.perf._common as common
+
+    monkeypatch.setattr(common, "OUT", tmp_path)
+    module = importlib.import_module(f"tests.perf.bench_{name}")
+    module.main(["--smoke"])
+    doc = json.loads((tmp_path / f"{name}.json").read_text())
+    assert doc["rows"] and doc["machine"]["cores"]
+    assert capsys.readouterr().out.strip()

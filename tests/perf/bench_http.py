@@ -1,0 +1,141 @@
+"""The HTTP API of a running platform (`deeplens up`, real PostgreSQL): authenticated
+GET /api/images/{id} throughput with concurrent client processes, and POST /api/images/search
+by vector latency. Baseline in the same run: GET /health/liveness (no auth, no database).
+Client and server share this machine's cores.
+
+    deeplens bench http [--seconds 10] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+import uuid
+from pathlib import Path
+from tempfile import mkdtemp
+
+import httpx
+import psycopg
+
+from tests.e2e.conftest import signup, start_platform, wait_all
+from tests.perf._common import percentile, photo_jpegs, report
+
+
+def _hammer(url: str, path: str, headers: dict[str, str], seconds: float, q: mp.Queue) -> None:  # type: ignore[type-arg]
+    n = errors = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=10) as c:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            r = c.get(path)
+            n += 1
+            errors += r.status_code != 200
+    q.put((n, errors))
+
+
+def throughput(
+    url: str, path: str, headers: dict[str, str], clients: int, seconds: float
+) -> tuple[float, int]:
+    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    procs = [
+        mp.Process(target=_hammer, args=(url, path, headers, seconds, q)) for _ in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(r[0] for r in results) / seconds, sum(r[1] for r in results)
+
+
+def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  # type: ignore[type-arg]
+    db = f"deeplens_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    run_ = start_platform(
+        Path(mkdtemp()),
+        database_url=admin_url.rsplit("/", 1)[0] + "/" + db,
+        extra_env={"DEEPLENS_SWEEPER_INTERVAL_SECONDS": "3600"},
+    )
+    try:
+        t = signup(run_.http, "Bench")
+        # A generous daily quota: the benchmark is not about the quota.
+        ids = []
+        for blob in photo_jpegs(20):
+            r = run_.http.post(
+                "/api/images/upload", headers=t["headers"], files={"file": ("b.jpg", blob)}
+            )
+            ids.append(r.json()["imageId"])
+        wait_all(run_.http, t["headers"], set(ids))
+        base_rps, _ = throughput(run_.url, "/health/liveness", {}, clients, seconds)
+        rps, errors = throughput(run_.url, f"/api/images/{ids[0]}", t["headers"], clients, seconds)
+        vec = run_.http.get(f"/api/images/{ids[0]}/vector", headers=t["headers"]).json()
+        lat = []
+        for _ in range(searches):
+            t0 = time.perf_counter()
+            r = run_.http.post(
+                "/api/images/search",
+                headers=t["headers"],
+                json={"vector": vec["vector"], "limit": 10},
+            )
+            lat.append(1000 * (time.perf_counter() - t0))
+            assert r.status_code == 200
+    finally:
+        run_.stop()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    rows = [
+        {
+            "request": "GET /health/liveness (baseline)",
+            "req/s": base_rps,
+            "p50 ms": "",
+            "p99 ms": "",
+            "vs baseline": 1.0,
+        },
+        {
+            "request": "GET /api/images/{id} (JWT)",
+            "req/s": rps,
+            "p50 ms": "",
+            "p99 ms": "",
+            "vs baseline": rps / base_rps,
+        },
+        {
+            "request": "POST /api/images/search (vector)",
+            "req/s": "",
+            "p50 ms": percentile(lat, 50),
+            "p99 ms": percentile(lat, 99),
+            "vs baseline": "",
+        },
+    ]
+    return report(
+        "http",
+        rows,
+        clients=clients,
+        seconds=seconds,
+        errors=errors,
+        server="deeplens up (uvicorn, one process)",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--searches", type=int, default=300)
+    p.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    p.add_argument("--smoke", action="store_true")
+    a = p.parse_args(argv)
+    if a.smoke:
+        run(1, 1, 5, a.admin_url)
+    else:
+        run(a.seconds, a.clients, a.searches, a.admin_url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Ingest through the whole platform (`deeplens up`, real PostgreSQL): `deeplens ingest` of a
+folder of ~1 MP photos, sustained images/s from the first upload to the last image indexed;
+then upload-to-searchable latency for single uploads on the idle platform. Baseline in the same
+run: the extraction fast path alone on the same files (the pipeline's ceiling).
+
+    deeplens bench ingest [--images 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+from pathlib import Path
+from tempfile import mkdtemp
+
+import psycopg
+
+from shared.client_cli import cmd_ingest
+from shared.features.onnx_backend import OnnxExtractor
+from shared.features.registry import model_spec
+from tests.e2e.conftest import signup, start_platform
+from tests.perf._common import percentile, photo_jpegs, report
+
+
+def run(images: int, singles: int, admin_url: str) -> dict:  # type: ignore[type-arg]
+    folder = Path(mkdtemp())
+    blobs = photo_jpegs(images + singles, seed=3)
+    for i, blob in enumerate(blobs[:images]):
+        (folder / f"photo-{i:05d}.jpg").write_bytes(blob)
+    fast = OnnxExtractor(model_spec("efficientnet-lite0"), cache_dir=Path(mkdtemp()))
+    t0 = time.perf_counter()
+    fast.embed_bytes(blobs[:images])
+    extract_rate = images / (time.perf_counter() - t0)
+    fast.close()
+
+    db = f"deeplens_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    plat = start_platform(Path(mkdtemp()), database_url=admin_url.rsplit("/", 1)[0] + "/" + db)
+    try:
+        t = signup(plat.http, "Ingest")
+        # Raise the Free tier's limits: this measures the pipeline, not the quota.
+        with psycopg.connect(admin_url.rsplit("/", 1)[0] + "/" + db, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE tenants SET max_storage_bytes = 10^12, max_api_calls_per_day = 10^8"
+            )
+        key = t["key_headers"]["X-API-Key"]
+        args = argparse.Namespace(
+            directory=str(folder), url=plat.url, api_key=key, concurrency=4, wait=True, timeout=1800
+        )
+        t0 = time.perf_counter()
+        assert cmd_ingest(args) == 0
+        sustained = images / (time.perf_counter() - t0)
+        latencies = []
+        for blob in blobs[images:]:
+            t1 = time.perf_counter()
+            r = plat.http.post(
+                "/api/images/upload", headers=t["key_headers"], files={"file": ("one.jpg", blob)}
+            )
+            image_id = r.json()["imageId"]
+            while (
+                plat.http.get(f"/api/images/{image_id}", headers=t["key_headers"]).json()["status"]
+                != "indexed"
+            ):
+                time.sleep(0.005)
+            latencies.append(1000 * (time.perf_counter() - t1))
+            time.sleep(0.2)  # idle between uploads
+    finally:
+        plat.stop()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    rows = [
+        {"measure": "extraction alone (baseline)", "value": extract_rate, "unit": "img/s"},
+        {"measure": "deeplens ingest, sustained", "value": sustained, "unit": "img/s"},
+        {"measure": "ingest / extraction", "value": sustained / extract_rate, "unit": "ratio"},
+        {
+            "measure": "upload→searchable p50 (idle)",
+            "value": percentile(latencies, 50),
+            "unit": "ms",
+        },
+        {
+            "measure": "upload→searchable p99 (idle)",
+            "value": percentile(latencies, 99),
+            "unit": "ms",
+        },
+    ]
+    return report("ingest", rows, images=images, singles=singles, image_size="1280x800 JPEG q90")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--singles", type=int, default=20)
+    p.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    p.add_argument("--smoke", action="store_true")
+    a = p.parse_args(argv)
+    run(10 if a.smoke else a.images, 2 if a.smoke else a.singles, a.admin_url)
+
+
+if __name__ == "__main__":
+    main()
