@@ -19,4 +19,5 @@ FUNCTIONS: dict[str, str] = {
     "sweeper": "functions.sweeper",
     "dead-letter": "functions.dead_letter",
     "admin": "functions.admin",
+    "web": "functions.web",
 }

@@ -98,6 +98,15 @@ PROFILE: dict[str, dict[str, Any]] = {
         "cpu": "100m",
         "mem": "256Mi",
     },
+    "web": {
+        "public": True,
+        "min": 0,
+        "max": 3,
+        "cc": 100,
+        "timeout": 30,
+        "cpu": "100m",
+        "mem": "192Mi",
+    },
     "admin": {
         "public": True,
         "min": 0,
@@ -249,6 +258,8 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("PathPrefix", "/api/admin", None, "admin"),
     ("Exact", "/api/images/search", None, "search"),
     ("PathPrefix", "/api/images", None, "images"),
+    ("PathPrefix", "/static", None, "web"),
+    ("Exact", "/", None, "web"),
 ]
 INTERNAL_GATEWAY = {"name": "kourier-internal", "namespace": "kourier-system", "port": 80}
 

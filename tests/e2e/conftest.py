@@ -23,8 +23,11 @@ def free_port() -> int:
 
 
 class Running:
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path):
+    def __init__(
+        self, proc: subprocess.Popen[bytes], url: str, log: Path, database_url: str | None = None
+    ):
         self.proc, self.url, self.log = proc, url, log
+        self.database_url = database_url
         self.http = httpx.Client(base_url=url, timeout=60)
 
     def kill(self) -> None:
@@ -83,7 +86,7 @@ def start_platform(
             raise AssertionError(f"deeplens up exited early:\n{log.read_text()[-4000:]}")
         try:
             if httpx.get(url + "/health/readiness", timeout=1).status_code == 200:
-                return Running(proc, url, log)
+                return Running(proc, url, log, database_url)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("name", ["extract", "search", "coldstart", "http", "ingest"])
-def test_benchmark_smoke(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_benchmark_smoke(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import importlib
 
     import tests.perf._common as common

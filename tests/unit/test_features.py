@@ -122,7 +122,8 @@ def test_draft_decoding_keeps_the_neighbours(lite0: Extractor) -> None:
     originals = photos()
     big = [encode(img.resize((img.width * 3, img.height * 3))) for img in originals.values()]
     fast = lite0.embed_arrays(np.stack([lite0.preprocess(b) for b in big]))
-    full = lite0.embed_arrays(np.stack([to_input(Image.open(io.BytesIO(b)).convert("RGB"), 224)
-                                        for b in big]))
+    full = lite0.embed_arrays(
+        np.stack([to_input(Image.open(io.BytesIO(b)).convert("RGB"), 224) for b in big])
+    )
     assert float(np.min(np.sum(fast * full, axis=1))) > 0.98
     assert (np.argmax(fast @ full.T, axis=1) == np.arange(len(big))).all()
