@@ -19,6 +19,7 @@ from shared.auth.sessions import SessionService
 from shared.config import Settings
 from shared.db import Database, migrate
 from shared.embedded import embedded_database_url
+from shared.features.registry import spec_for
 from shared.models import TenantRow
 from shared.tenants import TenantService
 from shared.usage import LoginThrottle, UsageService
@@ -106,7 +107,7 @@ class Container:
             self.db,
             self.sessions,
             bucket_prefix=self.settings.storage.bucket_prefix,
-            model=self.settings.features.model,
+            space=spec_for(self.settings.features).space_name,
             provision=self.provision,
         )
 
@@ -142,10 +143,8 @@ class Container:
     def provision(self, tenant: TenantRow) -> None:
         """Make the tenant's bucket and vector space (idempotent)."""
         self.storage.ensure_bucket(tenant.minio_bucket_name)
-        from shared.features.registry import model_spec
-
         self.vectors.ensure_space(
-            tenant.qdrant_collection_name, model_spec(self.settings.features.model).dim
+            tenant.qdrant_collection_name, spec_for(self.settings.features).dim
         )
 
     # --- pipeline adapters -----------------------------------------------------------------

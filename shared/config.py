@@ -53,6 +53,9 @@ class FeatureSettings(BaseModel):
     device: str = "auto"  # auto | cpu | cuda
     weights_dir: Path | None = None  # where resnet50/efficientnet-b0 weight files are looked up
     extract_url: str | None = None  # call a remote extract function instead of in-process torch
+    # Override the model's registered pooling / input size (part of the vectors' identity).
+    pooling: Literal["avg", "gem"] | None = None
+    input_size: int | None = None
     backend: Literal["auto", "torch", "onnx"] = "auto"  # auto: onnx on CPU, torch on CUDA
     bf16: bool = False  # opt-in: faster, but vectors agree with fp32 only to cosine ~0.998
     max_batch: int = 16
@@ -61,6 +64,8 @@ class FeatureSettings(BaseModel):
 
 
 class Settings(BaseSettings):
+    """All settings; see the README's table for the ones operators set most."""
+
     model_config = SettingsConfigDict(
         env_prefix="DEEPLENS_", env_nested_delimiter="__", extra="ignore"
     )

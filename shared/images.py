@@ -57,6 +57,8 @@ class ImageRow:
     indexed_at: datetime | None
     updated_at: datetime
     deleted_at: datetime | None
+    duplicate_of: uuid.UUID | None = None
+    near_similarity: float | None = None
 
 
 INSERT_IMAGE: LiteralString = """
@@ -77,6 +79,10 @@ ORDER BY uploaded_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
 COUNT_IMAGES: LiteralString = """
 SELECT count(*) AS n FROM images WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
   AND (%(status)s::text IS NULL OR status = %(status)s)
+"""
+SAME_BYTES: LiteralString = """
+SELECT * FROM images WHERE tenant_id = %(t)s AND sha256 = %(sha)s AND deleted_at IS NULL
+ORDER BY uploaded_at LIMIT 1
 """
 TENANT: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL"
 
@@ -108,9 +114,12 @@ class ImageService:
         self.db, self.storage, self.publisher, self.settings = db, storage, publisher, settings
         self._vectors = vectors
 
-    def upload(self, principal: Principal, *, filename: str, data: bytes) -> ImageRow:
+    def upload(self, principal: Principal, *, filename: str, data: bytes) -> tuple[ImageRow, bool]:
         """Validate completely, store the original, record the row, emit image.uploaded.
+        Returns the image and whether it is an exact duplicate.
 
+        Exact duplicates (same bytes, same tenant) are not stored again: the answer is the
+        existing image (documented rule: one copy per tenant; re-uploading is idempotent).
         Nothing is stored for a refused upload. If the process dies after the row is written
         but before the event is out, the sweeper re-emits it.
         """
@@ -130,7 +139,14 @@ class ImageService:
             # Row first, then the object: an S3 notification for the object then always finds
             # the row and leaves the image to this request (no double processing).
             with self.db.tx() as conn:
-                tenant = UsageService.reserve_storage(conn, tenant_id, len(data))
+                tenant = UsageService.lock_tenant(conn, tenant_id)
+                same = fetch_one(
+                    conn, SAME_BYTES, {"t": tenant_id, "sha": digest}, table="images", row=ImageRow
+                )
+                if same is not None:
+                    s.set_attribute("image.duplicate_of", str(same.id))
+                    return same, True
+                UsageService.check_storage(conn, tenant, len(data))
                 row = fetch_one(
                     conn,
                     INSERT_IMAGE,
@@ -152,8 +168,8 @@ class ImageService:
                 execute(
                     conn,
                     "INSERT INTO usage_daily (tenant_id, day, uploads) VALUES"
-                    " (%(t)s, current_date, 1) ON CONFLICT (tenant_id, day) DO UPDATE"
-                    " SET uploads = usage_daily.uploads + 1",
+                    " (%(t)s, (now() AT TIME ZONE 'UTC')::date, 1)"
+                    " ON CONFLICT (tenant_id, day) DO UPDATE SET uploads = usage_daily.uploads + 1",
                     {"t": tenant_id},
                     table="usage_daily",
                 )
@@ -185,7 +201,7 @@ class ImageService:
                     source="/deeplens/images",
                 )
             )
-            return row
+            return row, False
 
     def get(self, principal: Principal, image_id: uuid.UUID) -> ImageRow:
         tenant_id = principal.require_tenant()

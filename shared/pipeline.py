@@ -31,7 +31,7 @@ from shared.config import Settings
 from shared.db import Database, execute, fetch_all, fetch_one
 from shared.errors import DeepLensError, TransientError
 from shared.images import ImageRow
-from shared.imaging import open_image, thumbnails, validate_upload
+from shared.imaging import open_image_sized, thumbnails, validate_upload
 from shared.models import TenantRow
 from shared.storage import ObjectStore, thumb_key
 from shared.telemetry import span
@@ -107,7 +107,10 @@ class PipelineService:
             if row.status == "uploaded":
                 try:
                     data = self.storage.get(bucket, row.original_key)
-                    img = open_image(data, max_pixels=self.settings.max_image_pixels)
+                    # Thumbnails are at most 256 px: decode JPEGs at a reduced scale.
+                    img, (width, height) = open_image_sized(
+                        data, draft=(512, 512), max_pixels=self.settings.max_image_pixels
+                    )
                 except DeepLensError as exc:
                     if isinstance(exc, TransientError):
                         raise
@@ -123,8 +126,8 @@ class PipelineService:
                         " thumbnails_bytes = %(tb)s, validated_at = now(), updated_at = now()"
                         " WHERE id = %(id)s AND status = 'uploaded'",
                         {
-                            "w": img.width,
-                            "h": img.height,
+                            "w": width,
+                            "h": height,
                             "t256": thumb_key(row.id, 256),
                             "t128": thumb_key(row.id, 128),
                             "id": row.id,
@@ -132,7 +135,6 @@ class PipelineService:
                         },
                         table="images",
                     )
-                width, height = img.width, img.height
             else:
                 width, height = row.width or 0, row.height or 0
         return make_event(

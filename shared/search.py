@@ -15,6 +15,7 @@ from shared.auth.principal import Principal
 from shared.config import Settings
 from shared.db import Database, execute
 from shared.errors import InvalidInput, NotFound
+from shared.features.registry import spec_for
 from shared.images import active_tenant
 from shared.telemetry import span
 
@@ -44,6 +45,9 @@ class SearchService:
     ):
         self.db, self.vectors, self.settings = db, vectors, settings
         self._embedder = embedder
+        # Similarities are reported on the model's calibrated scale (threshold 0.7 = the
+        # documented precision on the dev set); thresholds are mapped back to raw cosine.
+        self.spec = spec_for(settings.features)
 
     def by_image(
         self,
@@ -79,8 +83,8 @@ class SearchService:
             execute(
                 conn,
                 "INSERT INTO usage_daily (tenant_id, day, searches) VALUES"
-                " (%(t)s, current_date, 1) ON CONFLICT (tenant_id, day) DO UPDATE"
-                " SET searches = usage_daily.searches + 1",
+                " (%(t)s, (now() AT TIME ZONE 'UTC')::date, 1)"
+                " ON CONFLICT (tenant_id, day) DO UPDATE SET searches = usage_daily.searches + 1",
                 {"t": tenant_id},
                 table="usage_daily",
             )
@@ -90,7 +94,7 @@ class SearchService:
                 tenant_id=tenant_id,
                 vector=vector,
                 limit=limit + (1 if exclude else 0),
-                threshold=threshold,
+                threshold=self.spec.raw_for(threshold),
             )
         except NotFound:
             return []  # nothing indexed yet for this tenant's space
@@ -98,7 +102,7 @@ class SearchService:
         out = [
             Result(
                 image_id=h.id,
-                similarity=round(h.score, 6),
+                similarity=round(self.spec.calibrate(h.score), 6),
                 filename=str(h.payload.get("filename", "")),
                 uploaded_at=str(h.payload.get("uploadedAt", "")),
                 thumbnail_url=f"{base}/api/images/{h.id}/thumbnail/256",

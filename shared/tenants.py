@@ -50,11 +50,11 @@ def slugify(name: str) -> str:
     return slug or "tenant"
 
 
-def collection_for(tenant_id: uuid.UUID, model: str, settings: dict[str, Any]) -> str:
+def collection_for(tenant_id: uuid.UUID, space: str, settings: dict[str, Any]) -> str:
     """The vector space of a tenant: shared per model, or dedicated when the tier asks."""
     if settings.get("isolatedVectors"):
         return f"tenant_{tenant_id}_images"
-    return "images_" + re.sub(r"[^a-z0-9]+", "_", model.lower())
+    return space
 
 
 class TenantService:
@@ -64,11 +64,11 @@ class TenantService:
         sessions: SessionService,
         *,
         bucket_prefix: str,
-        model: str,
+        space: str,
         provision: Provisioner | None = None,
     ):
         self.db, self.sessions = db, sessions
-        self.bucket_prefix, self.model, self.provision = bucket_prefix, model, provision
+        self.bucket_prefix, self.space, self.provision = bucket_prefix, space, provision
 
     def create(
         self,
@@ -110,7 +110,7 @@ class TenantService:
                     "domain": domain,
                     "tier": tier,
                     "bucket": f"{self.bucket_prefix}{tenant_id.hex}"[:63],
-                    "collection": collection_for(tenant_id, self.model, settings),
+                    "collection": collection_for(tenant_id, self.space, settings),
                     "max_storage": limits.max_storage_bytes,
                     "max_users": limits.max_users,
                     "max_calls": limits.max_api_calls_per_day,

@@ -89,19 +89,21 @@ class UsageService:
             )
 
     @staticmethod
-    def reserve_storage(
-        conn: psycopg.Connection[Any], tenant_id: uuid.UUID, new_bytes: int
-    ) -> TenantRow:
-        """Inside the caller's transaction: lock the tenant row (uploads of one tenant
-        serialise here) and refuse with 413 quota_storage when the upload would pass the
-        limit. The caller inserts the image row in the same transaction."""
-        tenant = check_tenant_active(
+    def lock_tenant(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> TenantRow:
+        """Inside the caller's transaction: lock the (active) tenant row, so uploads and user
+        changes of one tenant serialise on their quota checks."""
+        return check_tenant_active(
             fetch_one(conn, LOCK_TENANT, {"t": tenant_id}, table="tenants", row=TenantRow)
         )
+
+    @staticmethod
+    def check_storage(conn: psycopg.Connection[Any], tenant: TenantRow, new_bytes: int) -> None:
+        """Refuse with 413 quota_storage when an upload would pass the limit (call with the
+        tenant row locked; the caller inserts the image row in the same transaction)."""
         used = fetch_one(
             conn,
             STORAGE_USED,
-            {"t": tenant_id, "reserve": THUMBNAIL_RESERVE},
+            {"t": tenant.id, "reserve": THUMBNAIL_RESERVE},
             table="images",
             row=Count,
         )
@@ -111,7 +113,6 @@ class UsageService:
                 f"this upload would pass the storage limit of {tenant.max_storage_bytes} bytes",
                 code="quota_storage",
             )
-        return tenant
 
     @staticmethod
     def reserve_user(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> TenantRow:

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from shared.auth.principal import Principal
 from shared.errors import InvalidInput
@@ -27,6 +29,7 @@ class UploadOut(ApiModel):
     image_id: uuid.UUID
     status: str
     message: str
+    duplicate: bool = False
 
 
 class ImageOut(ApiModel):
@@ -87,19 +90,33 @@ class VectorOut(ApiModel):
     vector: list[float]
 
 
-@router.post("/api/images/upload", response_model=UploadOut, status_code=202)
-async def upload(request: Request, principal: Auth, file: UploadFile | None = None) -> UploadOut:
+@router.post(
+    "/api/images/upload",
+    response_model=UploadOut,
+    status_code=202,
+    responses={200: {"model": UploadOut, "description": "an exact duplicate"}},
+)
+async def upload(request: Request, principal: Auth, file: UploadFile | None = None) -> Response:
+    """202 for a new image. 200 with ``duplicate: true`` and the existing image's id when
+    this tenant already has these exact bytes (nothing is stored twice)."""
     if file is None:
         raise InvalidInput("send the image as multipart form field 'file'", code="file_required")
     data = await file.read()
-    from starlette.concurrency import run_in_threadpool
-
-    row = await run_in_threadpool(
+    row, duplicate = await run_in_threadpool(
         container(request).images.upload, principal, filename=file.filename or "image", data=data
     )
-    return UploadOut(
+    if duplicate:
+        body = UploadOut(
+            image_id=row.id,
+            status=row.status,
+            duplicate=True,
+            message=f"identical to {row.filename}, already in this library",
+        )
+        return JSONResponse(body.model_dump(mode="json", by_alias=True), status_code=200)
+    body = UploadOut(
         image_id=row.id, status=row.status, message="image accepted; processing has started"
     )
+    return JSONResponse(body.model_dump(mode="json", by_alias=True), status_code=202)
 
 
 @router.get("/api/images", response_model=ImagePage)

@@ -14,7 +14,7 @@ import httpx
 
 from shared.config import Settings
 from shared.errors import InvalidInput, TransientError
-from shared.features.registry import ModelSpec, model_spec
+from shared.features.registry import ModelSpec, spec_for
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class LocalEmbedder:
 
     def __init__(self, settings: Settings, *, random_weights: bool = False):
         f = settings.features
-        self.spec = model_spec(f.model)
+        self.spec = spec_for(f)
         backend = f.backend
         if backend == "auto":
             cpu = f.device == "cpu" or (f.device == "auto" and _no_gpu_device())
@@ -105,7 +105,7 @@ class HttpEmbedder:
 
     def __init__(self, settings: Settings):
         assert settings.features.extract_url
-        self.spec = model_spec(settings.features.model)
+        self.spec = spec_for(settings.features)
         self.client = httpx.Client(base_url=settings.features.extract_url, timeout=30)
 
     def embed(self, data: bytes) -> list[float]:

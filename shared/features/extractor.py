@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from shared.errors import TransientError
+from shared.features.nets import pool
 from shared.features.registry import ModelSpec
 from shared.imaging import decode_for_model
 
@@ -109,7 +110,7 @@ class Extractor:
                     fmap = self.net(x)
             else:
                 fmap = self.net(x)
-            feats = fmap.float().mean(dim=(2, 3))
+            feats = pool(fmap.float(), self.spec.pooling, self.spec.gem_p)
             feats = torch.nn.functional.normalize(feats, dim=1)
             return feats.cpu().numpy().astype(np.float32)
 

@@ -188,3 +188,12 @@ def build_net(arch: str, variant: str, *, seed: int | None = None) -> nn.Module:
     if arch == "resnet50":
         return ResNet50()
     raise ValueError(f"unknown architecture {arch}")
+
+
+def pool(fmap: Tensor, pooling: str, p: float = 3.0) -> Tensor:
+    """Global pooling of the last feature map: average, or generalised mean (GeM, p≈3), which
+    weights the strongest activations more — a known win for instance retrieval."""
+    if pooling == "gem":
+        out: Tensor = fmap.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+        return out
+    return fmap.mean(dim=(2, 3))

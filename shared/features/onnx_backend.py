@@ -34,7 +34,7 @@ def export_onnx(
     import torch
 
     from shared.features.extractor import load_weights
-    from shared.features.nets import build_net
+    from shared.features.nets import build_net, pool
 
     net = build_net(spec.arch, spec.variant, seed=0 if random_weights else None)
     if not random_weights:
@@ -47,7 +47,7 @@ def export_onnx(
             self.net = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            feats = self.net(x).mean(dim=(2, 3))
+            feats = pool(self.net(x), spec.pooling, spec.gem_p)
             return torch.nn.functional.normalize(feats, dim=1)
 
     path.parent.mkdir(parents=True, exist_ok=True)

