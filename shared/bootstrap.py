@@ -28,6 +28,7 @@ from shared.users import UserService
 if TYPE_CHECKING:
     from events.publisher import Publisher
     from shared.admin import AdminService
+    from shared.duplicates import DuplicateService
     from shared.features.embedder import Embedder
     from shared.images import ImageService
     from shared.pipeline import PipelineService
@@ -201,6 +202,12 @@ class Container:
         from shared.search import SearchService
 
         return SearchService(self.db, self.vectors, lambda: self.embedder, self.settings)
+
+    @cached_property
+    def duplicates(self) -> DuplicateService:
+        from shared.duplicates import DuplicateService
+
+        return DuplicateService(self.db, self.images, lambda: self.vectors, self.settings)
 
     @cached_property
     def admin(self) -> AdminService:

@@ -97,6 +97,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Retrieval quality on the dev set (tests/quality; from a source checkout)."""
+    import importlib
+
+    sys.path.insert(0, os.getcwd())
+    importlib.import_module("tests.quality.eval").main(args.rest)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deeplens", description="DeepLens image similarity search"
@@ -127,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=[*BENCHMARKS, "all"], nargs="?", default="all")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options for the benchmark")
     bench.set_defaults(func=cmd_bench)
+
+    ev = sub.add_parser("eval", help="retrieval quality on the dev set (tests/quality)")
+    ev.add_argument("rest", nargs=argparse.REMAINDER, help="options for the evaluation")
+    ev.set_defaults(func=cmd_eval)
 
     add_client_commands(sub)
     from shared.tenant_cli import add_tenant_commands

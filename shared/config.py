@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     broker_lease_seconds: float = 60.0
     sweeper_stuck_seconds: float = 120
     sweeper_interval_seconds: float = 15
+    # Near-duplicates: calibrated similarity at or above this joins a duplicate group; within
+    # a group, a perceptual-hash distance at most copy_max_hash_distance marks a true copy
+    # (re-encoded, resized, recoloured), anything else a similar shot (burst, re-framing).
+    near_duplicate_threshold: float = 0.9
+    copy_max_hash_distance: int = 2
     jwt: JwtSettings = Field(default_factory=JwtSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)

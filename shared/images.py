@@ -59,6 +59,7 @@ class ImageRow:
     deleted_at: datetime | None
     duplicate_of: uuid.UUID | None = None
     near_similarity: float | None = None
+    phash: int | None = None
 
 
 INSERT_IMAGE: LiteralString = """
@@ -83,6 +84,13 @@ SELECT count(*) AS n FROM images WHERE tenant_id = %(tenant_id)s AND deleted_at 
 SAME_BYTES: LiteralString = """
 SELECT * FROM images WHERE tenant_id = %(t)s AND sha256 = %(sha)s AND deleted_at IS NULL
 ORDER BY uploaded_at LIMIT 1
+"""
+REROOT: LiteralString = """
+WITH heir AS (SELECT id FROM images WHERE duplicate_of = %(id)s AND tenant_id = %(t)s
+              AND deleted_at IS NULL ORDER BY uploaded_at, id LIMIT 1)
+UPDATE images SET duplicate_of = CASE WHEN id = (SELECT id FROM heir) THEN NULL
+                                      ELSE (SELECT id FROM heir) END
+WHERE duplicate_of = %(id)s AND tenant_id = %(t)s
 """
 TENANT: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL"
 
@@ -301,6 +309,8 @@ class ImageService:
                 except NotFound:
                     pass
             with self.db.tx() as conn:
+                # Its duplicate group (if it was the root) gets the next earliest as root.
+                execute(conn, REROOT, {"id": row.id, "t": row.tenant_id}, table="images")
                 execute(
                     conn,
                     "DELETE FROM images WHERE id = %(id)s AND tenant_id = %(t)s"

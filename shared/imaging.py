@@ -157,3 +157,30 @@ def thumbnails(img: Image.Image) -> dict[int, bytes]:
         thumb.save(buf, "WEBP", quality=80, method=3)
         out[size] = buf.getvalue()
     return out
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    m: np.ndarray = np.cos(np.pi * (2 * np.arange(n)[None, :] + 1) * k / (2 * n)) * np.sqrt(2 / n)
+    m[0] /= np.sqrt(2)
+    return m
+
+
+_DCT32 = _dct_matrix(32)
+
+
+def perceptual_hash(img: Image.Image) -> int:
+    """64-bit DCT perceptual hash: the signs of the 8x8 lowest frequencies (DC excluded)
+    against their median. Re-encoding, resizing and mild colour changes keep it within a few
+    bits; a shifted or re-framed shot of the same scene does not."""
+    small = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.BILINEAR), np.float64)
+    coeffs = (_DCT32 @ small @ _DCT32.T)[:8, :8].flatten()[1:]
+    bits = coeffs > np.median(coeffs)
+    value = 0
+    for b in bits:
+        value = (value << 1) | int(b)
+    return value  # 63 bits: fits a signed bigint
+
+
+def hash_distance(a: int, b: int) -> int:
+    return (a ^ b).bit_count()

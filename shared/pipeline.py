@@ -30,8 +30,9 @@ from events.payloads import (
 from shared.config import Settings
 from shared.db import Database, execute, fetch_all, fetch_one
 from shared.errors import DeepLensError, TransientError
+from shared.features.registry import spec_for
 from shared.images import ImageRow
-from shared.imaging import open_image_sized, thumbnails, validate_upload
+from shared.imaging import open_image_sized, perceptual_hash, thumbnails, validate_upload
 from shared.models import TenantRow
 from shared.storage import ObjectStore, thumb_key
 from shared.telemetry import span
@@ -116,6 +117,7 @@ class PipelineService:
                         raise
                     return self._fail(row, "process-image", exc, cause)
                 thumbs = thumbnails(img)
+                phash = perceptual_hash(img)
                 for size, blob in thumbs.items():
                     self.storage.put(bucket, thumb_key(row.id, size), blob, "image/webp")
                 with self.db.tx() as conn:
@@ -123,7 +125,8 @@ class PipelineService:
                         conn,
                         "UPDATE images SET status = 'validated', width = %(w)s,"
                         " height = %(h)s, thumb_256_key = %(t256)s, thumb_128_key = %(t128)s,"
-                        " thumbnails_bytes = %(tb)s, validated_at = now(), updated_at = now()"
+                        " thumbnails_bytes = %(tb)s, phash = %(ph)s, validated_at = now(),"
+                        " updated_at = now()"
                         " WHERE id = %(id)s AND status = 'uploaded'",
                         {
                             "w": width,
@@ -132,6 +135,7 @@ class PipelineService:
                             "t128": thumb_key(row.id, 128),
                             "id": row.id,
                             "tb": sum(len(b) for b in thumbs.values()),
+                            "ph": phash,
                         },
                         table="images",
                     )
@@ -314,12 +318,90 @@ class PipelineService:
                     {"id": row.id},
                     table="images",
                 )
+            self._group_duplicates(row, p)
         return make_event(
             types.IMAGE_INDEXED,
             ImageIndexed(image_id=row.id, tenant_id=row.tenant_id, space=p.space, model=p.model),
             source="/deeplens/index-vector",
             causation=cause,
         )
+
+    def _group_duplicates(self, row: ImageRow, p: FeaturesExtracted) -> None:
+        """Join the near-duplicate group of the closest earlier image, if one is close enough.
+
+        A group's root is its earliest upload, so grouping is the same whatever order the
+        images are indexed in; the tenant row lock serialises concurrent indexing.
+        """
+        spec = spec_for(self.settings.features)
+        hits = self._vectors().search(
+            p.space,
+            tenant_id=row.tenant_id,
+            vector=p.vector,
+            limit=6,
+            threshold=spec.raw_for(self.settings.near_duplicate_threshold),
+        )
+        others = [h for h in hits if h.id != row.id]
+        if not others:
+            return
+        similarity = spec.calibrate(others[0].score)
+        with self.db.tx() as conn:
+            fetch_one(
+                conn,
+                "SELECT * FROM tenants WHERE id = %(t)s FOR UPDATE",
+                {"t": row.tenant_id},
+                table="tenants",
+                row=TenantRow,
+            )
+            neighbour = fetch_one(
+                conn,
+                IMAGE,
+                {"id": others[0].id, "tenant_id": row.tenant_id},
+                table="images",
+                row=ImageRow,
+            )
+            me = fetch_one(
+                conn,
+                IMAGE,
+                {"id": row.id, "tenant_id": row.tenant_id},
+                table="images",
+                row=ImageRow,
+            )
+            if neighbour is None or me is None or me.duplicate_of is not None:
+                return
+            root_id = neighbour.duplicate_of or neighbour.id
+            root = (
+                fetch_one(
+                    conn,
+                    IMAGE,
+                    {"id": root_id, "tenant_id": row.tenant_id},
+                    table="images",
+                    row=ImageRow,
+                )
+                or neighbour
+            )
+            params = {"t": row.tenant_id, "me": row.id, "root": root.id, "s": similarity}
+            if (me.uploaded_at, str(me.id)) < (root.uploaded_at, str(root.id)):
+                execute(
+                    conn,
+                    "UPDATE images SET duplicate_of = %(me)s WHERE tenant_id = %(t)s"
+                    " AND (id = %(root)s OR duplicate_of = %(root)s)",
+                    params,
+                    table="images",
+                )
+                execute(
+                    conn,
+                    "UPDATE images SET near_similarity = %(s)s WHERE id = %(root)s",
+                    params,
+                    table="images",
+                )
+            else:
+                execute(
+                    conn,
+                    "UPDATE images SET duplicate_of = %(root)s, near_similarity ="
+                    " %(s)s WHERE id = %(me)s AND tenant_id = %(t)s",
+                    params,
+                    table="images",
+                )
 
     # --- sweeper -------------------------------------------------------------------------
     def stuck(self, older_than_seconds: float, limit: int = 500) -> list[ImageRow]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -117,6 +117,28 @@ async def upload(request: Request, principal: Auth, file: UploadFile | None = No
         image_id=row.id, status=row.status, message="image accepted; processing has started"
     )
     return JSONResponse(body.model_dump(mode="json", by_alias=True), status_code=202)
+
+
+@router.get("/api/images/duplicates")
+def duplicate_groups(
+    request: Request,
+    principal: Auth,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100, alias="pageSize")] = 20,
+) -> dict[str, Any]:
+    """Near-duplicate groups in this tenant's library (declared before /{image_id})."""
+    return container(request).duplicates.groups(principal, page=page, page_size=page_size)
+
+
+@router.get("/api/images/{image_id}/duplicates")
+def image_duplicates(
+    image_id: uuid.UUID,
+    request: Request,
+    principal: Auth,
+    threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
+) -> dict[str, Any]:
+    items = container(request).duplicates.for_image(principal, image_id, threshold)
+    return {"imageId": image_id, "duplicates": items}
 
 
 @router.get("/api/images", response_model=ImagePage)

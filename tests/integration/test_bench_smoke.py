@@ -25,3 +25,17 @@ def test_benchmark_smoke(
     doc = json.loads((tmp_path / f"{name}.json").read_text())
     assert doc["rows"] and doc["machine"]["cores"]
     assert capsys.readouterr().out.strip()
+
+
+def test_quality_eval_smoke(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tests.perf._common as common
+    from tests.quality import eval as quality
+
+    monkeypatch.setattr(common, "OUT", tmp_path)
+    quality.main(["--smoke"])
+    doc = json.loads((tmp_path / "quality.json").read_text())
+    families = {r["family"] for r in doc["rows"]}
+    assert {"all", "crop-60", "screenshot", "watermark", "grayscale"} <= families
+    assert "top-1" in capsys.readouterr().out

@@ -66,7 +66,9 @@ def test_storage_quota_holds_under_concurrent_uploads(platform: Platform) -> Non
     root = sysadmin(p)
     t = p.signup()
     blob = encode(photo("astronaut.png"))
-    set_limits(p, root, t["tenant"]["id"], maxStorageBytes=3 * (len(blob) + 4 + THUMBNAIL_RESERVE) + 10)
+    set_limits(
+        p, root, t["tenant"]["id"], maxStorageBytes=3 * (len(blob) + 4 + THUMBNAIL_RESERVE) + 10
+    )
     who = Principal(
         tenant_id=uuid.UUID(t["tenant"]["id"]),
         role="TenantOwner",

@@ -1,0 +1,144 @@
+"""Duplicates within a tenant: near-duplicate groups (by embedding, formed at index time) and
+each image's near-duplicates, told apart as true copies (perceptual hash within
+``copy_max_hash_distance``: re-encoded, resized, recoloured) or similar shots (bursts,
+re-framings). Exact byte-for-byte duplicates never get a second row (see ImageService.upload).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, LiteralString
+
+from shared.auth.principal import Principal
+from shared.config import Settings
+from shared.db import Database, fetch_all, fetch_dicts
+from shared.errors import Conflict
+from shared.features.registry import spec_for
+from shared.images import ImageRow, ImageService
+from shared.imaging import hash_distance
+
+if TYPE_CHECKING:
+    from shared.vectors import VectorIndex
+
+GROUP_ROOTS: LiteralString = """
+SELECT coalesce(duplicate_of, id) AS root, count(*) AS n, max(uploaded_at) AS latest
+FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL
+GROUP BY 1 HAVING count(*) > 1
+ORDER BY latest DESC, root LIMIT %(l)s OFFSET %(o)s
+"""
+GROUP_COUNT: LiteralString = """
+SELECT count(*) AS n FROM (SELECT 1 FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL
+GROUP BY coalesce(duplicate_of, id) HAVING count(*) > 1) g
+"""
+MEMBERS: LiteralString = """
+SELECT * FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL
+  AND (id = ANY(%(roots)s) OR duplicate_of = ANY(%(roots)s))
+ORDER BY uploaded_at, id
+"""
+BY_IDS: LiteralString = """
+SELECT * FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL AND id = ANY(%(ids)s)
+"""
+
+
+class DuplicateService:
+    def __init__(
+        self,
+        db: Database,
+        images: ImageService,
+        vectors: Callable[[], VectorIndex],
+        settings: Settings,
+    ):
+        self.db, self.images, self.settings = db, images, settings
+        self._vectors = vectors
+        self.spec = spec_for(settings.features)
+
+    def kind(self, a: ImageRow, b: ImageRow) -> str:
+        if a.sha256 == b.sha256:
+            return "identical"
+        if (
+            a.phash is not None
+            and b.phash is not None
+            and hash_distance(a.phash, b.phash) <= self.settings.copy_max_hash_distance
+        ):
+            return "copy"
+        return "similar-shot"
+
+    def for_image(
+        self, principal: Principal, image_id: uuid.UUID, threshold: float | None = None
+    ) -> list[dict[str, Any]]:
+        """This image's near-duplicates in the caller's tenant, closest first."""
+        row, vector = self.images.vector(principal, image_id)
+        if row.vector_space is None:
+            raise Conflict("the image is not indexed yet", code="not_indexed")
+        t = self.settings.near_duplicate_threshold if threshold is None else threshold
+        hits = self._vectors().search(
+            row.vector_space,
+            tenant_id=row.tenant_id,
+            vector=vector,
+            limit=51,
+            threshold=self.spec.raw_for(t),
+        )
+        hits = [h for h in hits if h.id != row.id]
+        with self.db.tx() as conn:
+            rows = {
+                r.id: r
+                for r in fetch_all(
+                    conn,
+                    BY_IDS,
+                    {"t": row.tenant_id, "ids": [h.id for h in hits]},
+                    table="images",
+                    row=ImageRow,
+                )
+            }
+        return [
+            {
+                "imageId": h.id,
+                "filename": rows[h.id].filename,
+                "similarity": round(self.spec.calibrate(h.score), 6),
+                "kind": self.kind(row, rows[h.id]),
+                "uploadedAt": rows[h.id].uploaded_at.isoformat(),
+            }
+            for h in hits
+            if h.id in rows
+        ]
+
+    def groups(self, principal: Principal, *, page: int, page_size: int) -> dict[str, Any]:
+        """Near-duplicate groups of the caller's tenant, newest activity first, paged in SQL
+        (a large library never loads whole)."""
+        tenant_id = principal.require_tenant()
+        params = {"t": tenant_id, "l": page_size, "o": (page - 1) * page_size}
+        with self.db.tx() as conn:
+            roots = fetch_dicts(conn, GROUP_ROOTS, params, table="images")
+            [total] = fetch_dicts(conn, GROUP_COUNT, params, table="images")
+            members = fetch_all(
+                conn,
+                MEMBERS,
+                {"t": tenant_id, "roots": [r["root"] for r in roots]},
+                table="images",
+                row=ImageRow,
+            )
+        by_root: dict[uuid.UUID, list[ImageRow]] = {r["root"]: [] for r in roots}
+        for m in members:
+            by_root.setdefault(m.duplicate_of or m.id, []).append(m)
+        groups = []
+        for r in roots:
+            rows = by_root[r["root"]]
+            root = next((m for m in rows if m.id == r["root"]), rows[0])
+            groups.append(
+                {
+                    "rootId": root.id,
+                    "size": len(rows),
+                    "images": [
+                        {
+                            "imageId": m.id,
+                            "filename": m.filename,
+                            "similarity": 1.0 if m.id == root.id else m.near_similarity,
+                            "kind": "original" if m.id == root.id else self.kind(root, m),
+                            "uploadedAt": m.uploaded_at.isoformat(),
+                        }
+                        for m in rows
+                    ],
+                }
+            )
+        return {"groups": groups, "page": page, "pageSize": page_size, "total": int(total["n"])}
