@@ -35,7 +35,9 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             open=False,
-            kwargs={"autocommit": False},
+            # Autocommit connections: tx() opens explicit transactions, and single reads
+            # through one() cost one round trip instead of BEGIN + query + COMMIT.
+            kwargs={"autocommit": True},
             name="deeplens",
         )
 
@@ -52,6 +54,18 @@ class Database:
             return True
         except Exception:  # noqa: BLE001 - readiness answers false on any failure
             return False
+
+    @contextmanager
+    def one(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for one self-contained statement (autocommit: one round trip).
+        Use tx() whenever two statements must see or change the same state."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except psycopg.errors.UniqueViolation as exc:
+            raise Conflict(_conflict_message(exc), code="conflict") from exc
+        except psycopg.OperationalError as exc:
+            raise TransientError("database unavailable") from exc
 
     @contextmanager
     def tx(self) -> Iterator[psycopg.Connection[Any]]:

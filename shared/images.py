@@ -213,7 +213,7 @@ class ImageService:
 
     def get(self, principal: Principal, image_id: uuid.UUID) -> ImageRow:
         tenant_id = principal.require_tenant()
-        with self.db.tx() as conn:
+        with self.db.one() as conn:
             row = fetch_one(
                 conn,
                 IMAGE_IN_TENANT,

@@ -21,13 +21,14 @@ from shared.models import TenantRow
 THUMBNAIL_RESERVE = 64 * 1024
 
 COUNT_CALL: LiteralString = """
-INSERT INTO usage_daily (tenant_id, day, api_calls)
-VALUES (%(t)s, (now() AT TIME ZONE 'UTC')::date, 1)
-ON CONFLICT (tenant_id, day) DO UPDATE SET api_calls = usage_daily.api_calls + 1
-RETURNING api_calls
-"""
-TENANT_LIMITS: LiteralString = """
-SELECT * FROM tenants WHERE id = %(t)s AND deleted_at IS NULL
+WITH t AS (SELECT status, max_api_calls_per_day FROM tenants
+           WHERE id = %(t)s AND deleted_at IS NULL),
+counted AS (
+    INSERT INTO usage_daily (tenant_id, day, api_calls)
+    SELECT %(t)s, (now() AT TIME ZONE 'UTC')::date, 1 FROM t WHERE t.status = 'Active'
+    ON CONFLICT (tenant_id, day) DO UPDATE SET api_calls = usage_daily.api_calls + 1
+    RETURNING api_calls)
+SELECT t.status, t.max_api_calls_per_day, (SELECT api_calls FROM counted) AS api_calls FROM t
 """
 LOCK_TENANT: LiteralString = """
 SELECT * FROM tenants WHERE id = %(t)s AND deleted_at IS NULL FOR UPDATE
@@ -49,7 +50,9 @@ class Count:
 
 @dataclass
 class Calls:
-    api_calls: int
+    status: str
+    max_api_calls_per_day: int
+    api_calls: int | None
 
 
 def seconds_to_utc_midnight(now: datetime | None = None) -> int:
@@ -75,15 +78,20 @@ class UsageService:
     def count_call(self, tenant_id: uuid.UUID) -> None:
         """Count one API call (atomically, in PostgreSQL) and refuse it past the daily limit
         with 429 + Retry-After to the next UTC midnight; refuse suspended tenants."""
-        with self.db.tx() as conn:
-            tenant = check_tenant_active(
-                fetch_one(conn, TENANT_LIMITS, {"t": tenant_id}, table="tenants", row=TenantRow)
-            )
-            calls = fetch_one(conn, COUNT_CALL, {"t": tenant_id}, table="usage_daily", row=Calls)
-        assert calls is not None
-        if calls.api_calls > tenant.max_api_calls_per_day:
+        # One statement, one round trip (this runs on every authenticated request): the
+        # upsert is atomic, and suspended tenants are not counted.
+        with self.db.one() as conn:
+            row = fetch_one(conn, COUNT_CALL, {"t": tenant_id}, table="usage_daily", row=Calls)
+        if row is None:
+            raise NotFound("tenant not found", code="tenant_not_found")
+        if row.status == "Suspended":
+            raise Forbidden("this tenant is suspended", code="tenant_suspended")
+        if row.status != "Active":
+            raise Forbidden("this tenant is not active", code="tenant_inactive")
+        assert row.api_calls is not None
+        if row.api_calls > row.max_api_calls_per_day:
             raise QuotaExceeded(
-                f"the daily API call limit ({tenant.max_api_calls_per_day}) is reached",
+                f"the daily API call limit ({row.max_api_calls_per_day}) is reached",
                 code="quota_api_calls",
                 headers={"Retry-After": str(seconds_to_utc_midnight())},
             )
