@@ -88,22 +88,22 @@ def _conflict_message(exc: psycopg.errors.UniqueViolation) -> str:
     return "the resource already exists"
 
 
-def _span_name(query: LiteralString, table: str) -> tuple[str, str]:
+def _statement_span(query: LiteralString, table: str) -> Any:
+    """The span of one statement: ``db.<operation> <table>`` with the seed's tags."""
     op = query.lstrip().split(None, 1)[0].upper()
     if op == "WITH":
         op = "SELECT"
-    return f"db.{op.lower()} {table}", op
+    return tracer.start_as_current_span(
+        f"db.{op.lower()} {table}",
+        attributes={"db.system": "postgresql", "db.table": table, "db.operation": op},
+    )
 
 
 def execute(
     conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *, table: str
 ) -> int:
-    name, op = _span_name(query, table)
-    with tracer.start_as_current_span(
-        name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
-    ):
-        cur = conn.execute(query, params)
-        return cur.rowcount
+    with _statement_span(query, table):
+        return conn.execute(query, params).rowcount
 
 
 def fetch_one(
@@ -114,15 +114,8 @@ def fetch_one(
     table: str,
     row: type[T],
 ) -> T | None:
-    name, op = _span_name(query, table)
-    with (
-        tracer.start_as_current_span(
-            name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
-        ),
-        conn.cursor(row_factory=class_row(row)) as cur,
-    ):
-        cur.execute(query, params)
-        return cur.fetchone()
+    with _statement_span(query, table), conn.cursor(row_factory=class_row(row)) as cur:
+        return cur.execute(query, params).fetchone()
 
 
 def fetch_all(
@@ -133,29 +126,15 @@ def fetch_all(
     table: str,
     row: type[T],
 ) -> list[T]:
-    name, op = _span_name(query, table)
-    with (
-        tracer.start_as_current_span(
-            name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
-        ),
-        conn.cursor(row_factory=class_row(row)) as cur,
-    ):
-        cur.execute(query, params)
-        return cur.fetchall()
+    with _statement_span(query, table), conn.cursor(row_factory=class_row(row)) as cur:
+        return cur.execute(query, params).fetchall()
 
 
 def fetch_dicts(
     conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *, table: str
 ) -> list[dict[str, Any]]:
-    name, op = _span_name(query, table)
-    with (
-        tracer.start_as_current_span(
-            name, attributes={"db.system": "postgresql", "db.table": table, "db.operation": op}
-        ),
-        conn.cursor(row_factory=dict_row) as cur,
-    ):
-        cur.execute(query, params)
-        return cur.fetchall()
+    with _statement_span(query, table), conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
 
 
 # --- migrations -------------------------------------------------------------------------

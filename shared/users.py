@@ -87,25 +87,8 @@ class UserService:
         if password is None:
             temporary = secrets.token_urlsafe(12)
             password = temporary
-        hashed = self.hasher.hash(password)  # before the lock: bcrypt is slow on purpose
-        with span("user.invite", tenant_id=tenant_id), self.db.tx() as conn:
-            UsageService.reserve_user(conn, tenant_id)
-            user = fetch_one(
-                conn,
-                INSERT_USER,
-                {
-                    "id": uuid.uuid4(),
-                    "tenant_id": tenant_id,
-                    "email": email.strip(),
-                    "hash": hashed,
-                    "first": first_name,
-                    "last": last_name,
-                    "role": role,
-                },
-                table="users",
-                row=UserRow,
-            )
-        assert user is not None
+        with span("user.invite", tenant_id=tenant_id):
+            user = self._add(tenant_id, email, password, first_name, last_name, role)
         return user, temporary
 
     def register(
@@ -118,7 +101,19 @@ class UserService:
         last_name: str | None,
     ) -> UserRow:
         """Self-registration (only where the tenant allows it; checked by the caller)."""
-        hashed = self.hasher.hash(password)
+        return self._add(tenant_id, email, password, first_name, last_name, "User")
+
+    def _add(
+        self,
+        tenant_id: uuid.UUID,
+        email: str,
+        password: str,
+        first_name: str | None,
+        last_name: str | None,
+        role: str,
+    ) -> UserRow:
+        """Insert a tenant user within the tier's user limit."""
+        hashed = self.hasher.hash(password)  # before the lock: bcrypt is slow on purpose
         with self.db.tx() as conn:
             UsageService.reserve_user(conn, tenant_id)
             user = fetch_one(
@@ -131,7 +126,7 @@ class UserService:
                     "hash": hashed,
                     "first": first_name,
                     "last": last_name,
-                    "role": "User",
+                    "role": role,
                 },
                 table="users",
                 row=UserRow,
