@@ -79,6 +79,33 @@ def test_upload_wait_and_find_originals(database_url: str, tmp_path: Path) -> No
                 lowest[kind] = min(lowest.get(kind, 1.0), results[0]["similarity"])
         print("lowest similarity of the original, per edit:", lowest)
 
+        # The CLI: `deeplens search FILE` prints the ranked results.
+        import subprocess
+        import sys
+
+        query = tmp_path / "query.jpg"
+        query.write_bytes(encode(edits(originals["rocket"])["crop"]))
+        key = a["key_headers"]["X-API-Key"]
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shared.cli",
+                "search",
+                str(query),
+                "--url",
+                run.url,
+                "--api-key",
+                key,
+                "--limit",
+                "3",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        assert out[0].split()[2] == "rocket.jpg" and out[0].split()[3] == ids["rocket"]
+
         # B searching with A's photo sees only B's own image.
         r = http.post(
             "/api/images/search",

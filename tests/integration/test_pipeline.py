@@ -234,3 +234,56 @@ def test_delete_removes_objects_vector_and_row(platform: Platform) -> None:
         assert conn.execute("SELECT count(*) FROM images").fetchone()[0] == 0
     space = t["tenant"]["qdrantCollectionName"]
     assert p.container.vectors.count(space, tenant_id=uuid.UUID(t["tenant"]["id"])) == 0
+
+
+def test_isolated_tenant_gets_its_own_collection(platform: Platform) -> None:
+    p = platform
+    r = p.client.post(
+        "/api/tenants",
+        json={
+            "name": "Isolated",
+            "adminEmail": "iso@example.com",
+            "adminPassword": "password-123",
+            "settings": {"isolatedVectors": True},
+        },
+    )
+    assert r.status_code == 201
+    t = r.json()
+    t["headers"] = {"Authorization": f"Bearer {t['accessToken']}"}
+    space = t["tenant"]["qdrantCollectionName"]
+    assert space == f"tenant_{t['tenant']['id']}_images"
+    image_id = upload(p, t, "a.jpg", encode(photo("coffee.png"))).json()["imageId"]
+    event = from_json(queued(p)[0]["event"])
+    for path in ("/events/process-image", "/events/extract", "/events/index-vector"):
+        _, event = deliver(p, path, event, "binary")  # type: ignore[assignment]
+    assert p.container.vectors.count(space) == 1
+    assert state(p, image_id) == ("indexed", 1)
+
+
+def test_extract_http_routes(platform: Platform) -> None:
+    c = platform.client
+    models = {m["name"]: m for m in c.get("/models").json()}
+    assert models["efficientnet-lite0"]["loaded"] and models["resnet50"]["dimension"] == 2048
+    one = c.post("/extract", files={"file": ("a.jpg", encode(photo("coffee.png")))}).json()
+    assert one["shape"] == [1280] and one["model"] == "efficientnet-lite0"
+    batch = c.post(
+        "/extract/batch",
+        files=[
+            ("files", ("a.jpg", encode(photo("coffee.png")))),
+            ("files", ("b.jpg", encode(photo("rocket.jpg")))),
+        ],
+    )
+    results = batch.json()["results"]
+    assert [r["filename"] for r in results] == ["a.jpg", "b.jpg"]
+    assert (
+        abs(sum(x * y for x, y in zip(results[0]["features"], one["features"], strict=True)) - 1)
+        < 1e-4
+    )
+    bad = c.post("/extract", files={"file": ("a.jpg", b"not an image")})
+    assert bad.status_code == 415 and bad.json()["error"]["code"] == "unsupported_format"
+    wrong = c.post(
+        "/extract",
+        files={"file": ("a.jpg", encode(photo("coffee.png")))},
+        data={"model": "resnet50"},
+    )
+    assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "model_not_loaded"
