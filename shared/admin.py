@@ -55,7 +55,7 @@ class AdminService:
     def analytics(self, principal: Principal, tenant_id: uuid.UUID) -> dict[str, Any]:
         principal.scope(tenant_id)
         principal.require_role("Admin")
-        with span("tenant.analytics", tenant_id=tenant_id), self.db.tx() as conn:
+        with span("tenant.analytics", tenant_id=tenant_id), self.db.tenant_tx(tenant_id) as conn:
             tenant = fetch_one(
                 conn,
                 "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL",

@@ -47,7 +47,7 @@ class ApiKeyService:
         principal.require_role("Admin")
         prefix = "dl_" + secrets.token_hex(4)
         key = f"{prefix}_{secrets.token_urlsafe(32)}"
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(tenant_id) as conn:
             row = fetch_one(
                 conn,
                 "INSERT INTO tenant_api_keys (id, tenant_id, name, key_prefix,"
@@ -70,7 +70,7 @@ class ApiKeyService:
     def list(self, principal: Principal, *, tenant_id: uuid.UUID) -> list[ApiKeyRow]:
         principal.scope(tenant_id)
         principal.require_role("Admin")
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(tenant_id) as conn:
             return fetch_all(
                 conn,
                 "SELECT * FROM tenant_api_keys WHERE tenant_id = %(t)s ORDER BY created_at",
@@ -82,7 +82,7 @@ class ApiKeyService:
     def revoke(self, principal: Principal, *, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
         principal.scope(tenant_id)
         principal.require_role("Admin")
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(tenant_id) as conn:
             n = execute(
                 conn,
                 "UPDATE tenant_api_keys SET revoked_at = coalesce(revoked_at, now())"

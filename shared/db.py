@@ -30,6 +30,7 @@ class Database:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10):
         self.url = url
+        self.rls = False
         self.pool = ConnectionPool(
             url,
             min_size=min_size,
@@ -43,6 +44,14 @@ class Database:
 
     def open(self, timeout: float = 10.0) -> None:
         self.pool.open(wait=True, timeout=timeout)
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'deeplens_tenant')"
+                " AND pg_has_role(current_user, 'deeplens_tenant', 'MEMBER')"
+            ).fetchone()
+        self.rls = bool(row and row[0])
+        if not self.rls:
+            log.warning("row-level security is off: role deeplens_tenant is not available")
 
     def close(self) -> None:
         self.pool.close()
@@ -66,6 +75,20 @@ class Database:
             raise Conflict(_conflict_message(exc), code="conflict") from exc
         except psycopg.OperationalError as exc:
             raise TransientError("database unavailable") from exc
+
+    @contextmanager
+    def tenant_tx(self, tenant_id: object) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction confined to one tenant: it runs as the role deeplens_tenant with
+        deeplens.tenant_id set, so PostgreSQL's row-level security hides every other tenant's
+        rows even from a query that forgot its tenant filter (the second wall)."""
+        with self.tx() as conn:
+            if self.rls:
+                conn.execute(
+                    "SELECT set_config('deeplens.tenant_id', %s, true),"
+                    " set_config('role', 'deeplens_tenant', true)",
+                    (str(tenant_id),),
+                )
+            yield conn
 
     @contextmanager
     def tx(self) -> Iterator[psycopg.Connection[Any]]:

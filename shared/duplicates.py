@@ -80,7 +80,7 @@ class DuplicateService:
             threshold=self.spec.raw_for(t),
         )
         hits = [h for h in hits if h.id != row.id]
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(row.tenant_id) as conn:
             rows = {
                 r.id: r
                 for r in fetch_all(
@@ -108,7 +108,7 @@ class DuplicateService:
         (a large library never loads whole)."""
         tenant_id = principal.require_tenant()
         params = {"t": tenant_id, "l": page_size, "o": (page - 1) * page_size}
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(tenant_id) as conn:
             roots = fetch_dicts(conn, GROUP_ROOTS, params, table="images")
             [total] = fetch_dicts(conn, GROUP_COUNT, params, table="images")
             members = fetch_all(

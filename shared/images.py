@@ -146,7 +146,7 @@ class ImageService:
             key = original_key(image_id)
             # Row first, then the object: an S3 notification for the object then always finds
             # the row and leaves the image to this request (no double processing).
-            with self.db.tx() as conn:
+            with self.db.tenant_tx(tenant_id) as conn:
                 tenant = UsageService.lock_tenant(conn, tenant_id)
                 same = fetch_one(
                     conn, SAME_BYTES, {"t": tenant_id, "sha": digest}, table="images", row=ImageRow
@@ -235,7 +235,7 @@ class ImageService:
             "limit": page_size,
             "offset": (page - 1) * page_size,
         }
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(tenant_id) as conn:
             rows = fetch_all(conn, LIST_IMAGES, params, table="images", row=ImageRow)
             total = fetch_one(conn, COUNT_IMAGES, params, table="images", row=Count)
         return rows, total.n if total else 0
@@ -278,7 +278,7 @@ class ImageService:
         """Soft-delete at once (the image disappears from every read), then remove the
         objects, vector and row; the sweeper finishes whatever a crash interrupts."""
         row = self.get(principal, image_id)
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(row.tenant_id) as conn:
             execute(
                 conn,
                 "UPDATE images SET deleted_at = now(), updated_at = now()"

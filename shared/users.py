@@ -33,7 +33,7 @@ class UserService:
     ) -> list[UserRow]:
         principal.scope(tenant_id)
         principal.require_role("Admin")
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(tenant_id) as conn:
             return fetch_all(
                 conn,
                 LIST_USERS,
@@ -44,7 +44,7 @@ class UserService:
 
     def get(self, principal: Principal, *, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserRow:
         principal.scope(tenant_id)
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(tenant_id) as conn:
             u = fetch_one(
                 conn,
                 USER_IN_TENANT,
@@ -114,7 +114,7 @@ class UserService:
     ) -> UserRow:
         """Insert a tenant user within the tier's user limit."""
         hashed = self.hasher.hash(password)  # before the lock: bcrypt is slow on purpose
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(tenant_id) as conn:
             UsageService.reserve_user(conn, tenant_id)
             user = fetch_one(
                 conn,
