@@ -112,7 +112,7 @@ class LocalBroker:
                 self.wakeup.clear()
 
     def _claim(self) -> list[Delivery]:
-        with self.db.tx() as conn:
+        with self.db.one() as conn:  # one statement: claim and lease atomically
             rows = fetch_all(
                 conn,
                 CLAIM,

@@ -160,6 +160,20 @@ def fetch_dicts(
         return cur.execute(query, params).fetchall()
 
 
+def fetch_composed(
+    conn: psycopg.Connection[Any], query: sql.Composed, params: Params = None, *, table: str
+) -> list[dict[str, Any]]:
+    """For statements composed with sql.Identifier (dynamic column lists)."""
+    with (
+        tracer.start_as_current_span(
+            f"db.select {table}",
+            attributes={"db.system": "postgresql", "db.table": table, "db.operation": "SELECT"},
+        ),
+        conn.cursor(row_factory=dict_row) as cur,
+    ):
+        return cur.execute(query, params).fetchall()
+
+
 # --- migrations -------------------------------------------------------------------------
 
 MIGRATIONS_TABLE = """

@@ -15,8 +15,11 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any, LiteralString
 from urllib.parse import unquote_plus
+
+from psycopg import sql
 
 from events import types
 from events.codec import Event, make_event
@@ -28,7 +31,7 @@ from events.payloads import (
     ImageValidated,
 )
 from shared.config import Settings
-from shared.db import Database, execute, fetch_all, fetch_one
+from shared.db import Database, execute, fetch_all, fetch_composed, fetch_one
 from shared.errors import DeepLensError, TransientError
 from shared.features.registry import spec_for
 from shared.images import ImageRow
@@ -49,6 +52,18 @@ IMAGE: LiteralString = """
 SELECT * FROM images WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND deleted_at IS NULL
 """
 TENANT: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL"
+# The image row and its tenant's columns (prefixed t__) in one statement; the column list is
+# composed from the TenantRow fields with sql.Identifier, never string formatting.
+IMAGE_AND_TENANT = sql.SQL(
+    "SELECT i.*, {tenant} FROM images i JOIN tenants t ON t.id = i.tenant_id"
+    " WHERE i.id = %(id)s AND i.tenant_id = %(tenant_id)s"
+    " AND i.deleted_at IS NULL AND t.deleted_at IS NULL"
+).format(
+    tenant=sql.SQL(", ").join(
+        sql.SQL("t.{} AS {}").format(sql.Identifier(f.name), sql.Identifier("t__" + f.name))
+        for f in fields(TenantRow)
+    )
+)
 
 
 class PipelineService:
@@ -64,17 +79,19 @@ class PipelineService:
         self._vectors, self._embedder = vectors, embedder
 
     def _load(self, image_id: uuid.UUID, tenant_id: uuid.UUID) -> tuple[ImageRow, TenantRow] | None:
-        with self.db.tx() as conn:
-            row = fetch_one(
-                conn, IMAGE, {"id": image_id, "tenant_id": tenant_id}, table="images", row=ImageRow
+        """The image and its tenant in one round trip (every stage starts here)."""
+        with self.db.one() as conn:
+            found = fetch_composed(
+                conn, IMAGE_AND_TENANT, {"id": image_id, "tenant_id": tenant_id}, table="images"
             )
-            tenant = fetch_one(conn, TENANT, {"id": tenant_id}, table="tenants", row=TenantRow)
-        if row is None or tenant is None:
+        if not found:
             return None  # deleted meanwhile: nothing to do
-        return row, tenant
+        image = {k: v for k, v in found[0].items() if not k.startswith("t__")}
+        tenant = {k[3:]: v for k, v in found[0].items() if k.startswith("t__")}
+        return ImageRow(**image), TenantRow(**tenant)
 
     def _fail(self, row: ImageRow, stage: str, exc: DeepLensError, cause: Event) -> Event:
-        with self.db.tx() as conn:
+        with self.db.one() as conn:
             execute(
                 conn,
                 "UPDATE images SET status = 'failed', failure_code = %(c)s,"
@@ -120,7 +137,7 @@ class PipelineService:
                 phash = perceptual_hash(img)
                 for size, blob in thumbs.items():
                     self.storage.put(bucket, thumb_key(row.id, size), blob, "image/webp")
-                with self.db.tx() as conn:
+                with self.db.one() as conn:
                     execute(
                         conn,
                         "UPDATE images SET status = 'validated', width = %(w)s,"
@@ -264,7 +281,7 @@ class PipelineService:
                     raise
                 return self._fail(row, "extract", exc, cause)
             space = tenant.qdrant_collection_name
-            with self.db.tx() as conn:
+            with self.db.one() as conn:
                 execute(
                     conn,
                     "UPDATE images SET status = 'extracted', model = %(m)s,"
@@ -310,7 +327,7 @@ class PipelineService:
                     "model": p.model,
                 },
             )
-            with self.db.tx() as conn:
+            with self.db.one() as conn:
                 execute(
                     conn,
                     "UPDATE images SET status = 'indexed', indexed_at = now(),"
