@@ -14,6 +14,12 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", "minioadmin", "password"}
+# Markers the repository's templates use (infra/knative/secrets.example.yaml, config.yaml).
+TEMPLATE_MARKERS = ("CHANGE-ME", "REPLACE-WITH")
+
+
+def _placeholder(value: str) -> bool:
+    return value.strip().lower() in PLACEHOLDERS or any(m in value for m in TEMPLATE_MARKERS)
 
 
 class JwtSettings(BaseModel):
@@ -108,12 +114,16 @@ class Settings(BaseSettings):
         if self.database_url is None:
             problems.append("DEEPLENS_DATABASE_URL must be set")
         if self.storage.backend == "s3" and (
-            self.storage.secret_key.get_secret_value().lower() in PLACEHOLDERS
+            _placeholder(self.storage.secret_key.get_secret_value())
         ):
             problems.append("DEEPLENS_STORAGE__SECRET_KEY is a placeholder")
         pk = self.jwt.private_key
-        if pk is not None and pk.get_secret_value().strip().lower() in PLACEHOLDERS:
+        if pk is not None and _placeholder(pk.get_secret_value()):
             problems.append("DEEPLENS_JWT__PRIVATE_KEY is a placeholder")
+        if self.jwt.public_key and _placeholder(self.jwt.public_key):
+            problems.append("DEEPLENS_JWT__PUBLIC_KEY is the template's placeholder")
+        if self.database_url and _placeholder(self.database_url):
+            problems.append("DEEPLENS_DATABASE_URL holds a placeholder password")
         if pk is None and not self.jwt.public_key:
             problems.append("DEEPLENS_JWT__PRIVATE_KEY or DEEPLENS_JWT__PUBLIC_KEY must be set")
         if self.jwt.public_key and not self.jwt.public_key.lstrip().startswith("-----BEGIN"):

@@ -49,3 +49,32 @@ def test_api_key_parsing_accepts_underscores_in_the_secret() -> None:
     for bad in ("dl_short_x", "xx_0a1b2c3d_abcdefghijklmnopqrstuvwxyz", "dl_0a1b2c3d"):
         with pytest.raises(Exception):  # noqa: B017,PT011 - Unauthorized
             split_key(bad)
+
+
+def test_production_refuses_the_repository_templates() -> None:
+    """The values in infra/knative/secrets.example.yaml and config.yaml never start a pod."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "infra" / "knative"
+    secrets = {
+        d["metadata"]["name"]: d["stringData"]
+        for d in yaml.safe_load_all((root / "secrets.example.yaml").read_text())
+    }
+    config = list(yaml.safe_load_all((root / "config.yaml").read_text()))
+    public = next(d for d in config if d["metadata"]["name"] == "deeplens-jwt")["data"]
+    with pytest.raises(ValidationError) as exc:
+        Settings.from_env(
+            {
+                "DEEPLENS_ENV": "production",
+                "DEEPLENS_STORAGE__BACKEND": "s3",
+                "DEEPLENS_DATABASE_URL": secrets["deeplens-secrets"]["database-url"],
+                "DEEPLENS_STORAGE__SECRET_KEY": secrets["deeplens-secrets"]["s3-secret-key"],
+                "DEEPLENS_JWT__PRIVATE_KEY": secrets["deeplens-jwt-signing"]["private.pem"],
+                "DEEPLENS_JWT__PUBLIC_KEY": public["public.pem"],
+            }
+        )
+    text = str(exc.value)
+    for name in ("DATABASE_URL", "SECRET_KEY", "PRIVATE_KEY", "PUBLIC_KEY"):
+        assert name in text
