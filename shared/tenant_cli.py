@@ -102,20 +102,23 @@ def cmd(args: argparse.Namespace) -> int:
 
 def add_tenant_commands(sub: Any) -> None:
     tenant = sub.add_parser("tenant", help="operate tenants (tiers, limits, suspension)")
-    tenant.add_argument("--data-dir")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="the data dir of `deeplens up` (embedded database)")
     tsub = tenant.add_subparsers(dest="tenant_command", required=True)
-    tsub.add_parser("list", help="every tenant with its tier and limits")
-    usage = tsub.add_parser("usage", help="usage against the tier's limits")
+    tsub.add_parser("list", help="every tenant with its tier and limits", parents=[common])
+    usage = tsub.add_parser("usage", help="usage against the tier's limits", parents=[common])
     usage.add_argument("slug")
-    tier = tsub.add_parser("set-tier", help="change the tier (and its limits)")
+    tier = tsub.add_parser("set-tier", help="change the tier (and its limits)", parents=[common])
     tier.add_argument("slug")
     tier.add_argument("tier", choices=["Free", "Professional", "Enterprise"])
-    limit = tsub.add_parser("set-limit", help="raise or lower one tenant's limits")
+    limit = tsub.add_parser(
+        "set-limit", help="raise or lower one tenant's limits", parents=[common]
+    )
     limit.add_argument("slug")
     limit.add_argument("--storage", type=int, help="bytes")
     limit.add_argument("--users", type=int)
     limit.add_argument("--calls", type=int, help="API calls per UTC day")
     for name in ("suspend", "reactivate"):
-        p = tsub.add_parser(name, help=f"{name} a tenant")
+        p = tsub.add_parser(name, help=f"{name} a tenant", parents=[common])
         p.add_argument("slug")
     tenant.set_defaults(func=cmd)

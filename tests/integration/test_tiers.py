@@ -364,3 +364,31 @@ def test_failed_events_list_inspect_replay(platform: Platform) -> None:
     assert ev.id == original.id
     code, reply = deliver(p, "/events/process-image", ev, "binary")
     assert code == 200 and reply is not None
+
+
+def test_tenant_cli(
+    platform: Platform,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from shared.cli import main
+
+    p = platform
+    t = p.signup("Cli Co")
+    monkeypatch.setenv("DEEPLENS_DATABASE_URL", database_url)
+    monkeypatch.setenv("DEEPLENS_BCRYPT_ROUNDS", "4")
+    assert main(["tenant", "set-tier", "cli-co", "Professional"]) == 0
+    assert main(["tenant", "set-limit", "cli-co", "--calls", "3"]) == 0
+    assert main(["tenant", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "cli-co" in out and "Professional" in out
+    for _ in range(3):
+        assert p.client.get("/api/images", headers=t["headers"]).status_code == 200
+    assert p.client.get("/api/images", headers=t["headers"]).status_code == 429
+    assert main(["tenant", "suspend", "cli-co"]) == 0
+    r = p.client.get("/api/images", headers=t["headers"])
+    assert r.status_code == 403 and r.json()["error"]["code"] == "tenant_suspended"
+    assert main(["tenant", "reactivate", "cli-co"]) == 0
+    assert main(["tenant", "usage", "cli-co"]) == 0
+    assert "apiCallLimit     3" in capsys.readouterr().out
