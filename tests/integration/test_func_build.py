@@ -200,6 +200,18 @@ def test_every_function_served_by_func_python(
         assert c.post("/events/dead-letter", headers=h, content=b).status_code == 202
         with psycopg.connect(database_url) as conn:
             assert conn.execute("SELECT count(*) FROM failed_events").fetchone()[0] == 1
+    with serve(build, "admin", env) as (c, _, ready["admin"]):
+        assert c.get("/api/collections").json()["error"]["code"] == "missing_credentials"
+        r = c.get(f"/api/tenants/{tenant['tenant']['id']}/analytics", headers=headers)
+        assert r.status_code == 200 and r.json()["imageCount"] == 1
+    with serve(build, "web", env) as (c, _, ready["web"]):
+        page = c.get("/")
+        assert page.status_code == 200 and "/static/app.js" in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert c.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+    from functions import FUNCTIONS
+
+    assert set(ready) == set(FUNCTIONS)  # every function was served by func-python
     print(
         "\nready after process start (s):", json.dumps({k: round(v, 2) for k, v in ready.items()})
     )
