@@ -298,7 +298,7 @@ class PipelineService:
                 model=embedder.spec.name,
                 dim=len(vector),
                 space=space,
-                vector=vector,
+                vector_b64=FeaturesExtracted.pack(vector),
             ),
             source="/deeplens/extract",
             causation=cause,
@@ -313,6 +313,7 @@ class PipelineService:
         if row.status not in ("extracted", "indexed"):
             return None
         vectors = self._vectors()
+        vector = p.vector
         with span("image.index", tenant_id=row.tenant_id, image_id=row.id):
             vectors.ensure_space(p.space, p.dim)
             # Upsert by image id: indexing the same image twice leaves one point.
@@ -320,7 +321,7 @@ class PipelineService:
                 p.space,
                 tenant_id=row.tenant_id,
                 point_id=row.id,
-                vector=p.vector,
+                vector=vector,
                 payload={
                     "filename": row.filename,
                     "uploadedAt": row.uploaded_at.isoformat(),
@@ -335,7 +336,7 @@ class PipelineService:
                     {"id": row.id},
                     table="images",
                 )
-            self._group_duplicates(row, p)
+            self._group_duplicates(row, p, vector)
         return make_event(
             types.IMAGE_INDEXED,
             ImageIndexed(image_id=row.id, tenant_id=row.tenant_id, space=p.space, model=p.model),
@@ -343,7 +344,7 @@ class PipelineService:
             causation=cause,
         )
 
-    def _group_duplicates(self, row: ImageRow, p: FeaturesExtracted) -> None:
+    def _group_duplicates(self, row: ImageRow, p: FeaturesExtracted, vector: list[float]) -> None:
         """Join the near-duplicate group of the closest earlier image, if one is close enough.
 
         A group's root is its earliest upload, so grouping is the same whatever order the
@@ -353,7 +354,7 @@ class PipelineService:
         hits = self._vectors().search(
             p.space,
             tenant_id=row.tenant_id,
-            vector=p.vector,
+            vector=vector,
             limit=6,
             threshold=spec.raw_for(self.settings.near_duplicate_threshold),
         )

@@ -98,3 +98,24 @@ def test_new_event_chains_carry_the_current_trace() -> None:
     assert derived.extensions["traceparent"] == e.extensions["traceparent"]
     headers, _ = encode_binary(derived)
     assert headers["traceparent"] == e.extensions["traceparent"]
+
+
+def test_features_payload_carries_the_vector_compactly_and_checks_it() -> None:
+    from events.codec import Event, payload
+    from events.payloads import FeaturesExtracted
+
+    vec = [0.5, -0.25, 1.0, 0.0]
+    p = FeaturesExtracted(
+        image_id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        model="m",
+        dim=4,
+        space="s",
+        vector_b64=FeaturesExtracted.pack(vec),
+    )
+    assert p.vector == vec
+    doc = p.model_dump(mode="json", by_alias=True)
+    assert isinstance(doc["vectorB64"], str)
+    for bad in ({**doc, "vectorB64": "not base64!"}, {**doc, "dim": 5}):
+        with pytest.raises(InvalidInput):
+            payload(Event(type=types.FEATURES_EXTRACTED, source="/t", data=bad))
