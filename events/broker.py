@@ -221,10 +221,3 @@ class LocalBroker:
                 log.warning("sweeper tick answered %s", r.status_code)
         except Exception:  # noqa: BLE001
             log.exception("sweeper tick failed")
-
-    def pending(self) -> int:
-        with self.db.tx() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM broker_deliveries WHERE status = 'pending'"
-            ).fetchone()
-        return int(row[0]) if row else 0

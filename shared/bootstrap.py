@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.api_keys import ApiKeyService
 from shared.auth.keys import Claims, TokenKeys, generate_dev_key
@@ -216,6 +216,3 @@ class Container:
         return AdminService(
             self.db, lambda: self.storage, lambda: self.vectors, lambda: self.publisher
         )
-
-    def describe(self) -> dict[str, Any]:
-        return {"env": self.settings.env, "model": self.settings.features.model}

@@ -19,12 +19,12 @@ from events.payloads import ImageDeleted, ImageUploaded
 from shared.auth.principal import Principal
 from shared.config import Settings
 from shared.db import Database, execute, fetch_all, fetch_one
-from shared.errors import Conflict, Forbidden, NotFound, PayloadTooLarge
+from shared.errors import Conflict, NotFound, PayloadTooLarge
 from shared.imaging import validate_upload
 from shared.models import TenantRow
 from shared.storage import ObjectStore, original_key, thumb_key
 from shared.telemetry import span
-from shared.usage import UsageService
+from shared.usage import UsageService, check_tenant_active
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
@@ -101,12 +101,9 @@ class Count:
 
 
 def active_tenant(conn: Any, tenant_id: uuid.UUID) -> TenantRow:
-    tenant = fetch_one(conn, TENANT, {"id": tenant_id}, table="tenants", row=TenantRow)
-    if tenant is None:
-        raise NotFound("tenant not found", code="tenant_not_found")
-    if tenant.status != "Active":
-        raise Forbidden("this tenant is suspended", code="tenant_suspended")
-    return tenant
+    return check_tenant_active(
+        fetch_one(conn, TENANT, {"id": tenant_id}, table="tenants", row=TenantRow)
+    )
 
 
 class ImageService:

@@ -51,7 +51,6 @@ ORDER = {"uploaded": 0, "validated": 1, "extracted": 2, "indexed": 3}
 IMAGE: LiteralString = """
 SELECT * FROM images WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND deleted_at IS NULL
 """
-TENANT: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL"
 # The image row and its tenant's columns (prefixed t__) in one statement; the column list is
 # composed from the TenantRow fields with sql.Identifier, never string formatting.
 IMAGE_AND_TENANT = sql.SQL(

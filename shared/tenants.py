@@ -170,11 +170,6 @@ class TenantService:
         with self.db.tx() as conn:
             return fetch_one(conn, TENANT_BY_SLUG, {"slug": slug}, table="tenants", row=TenantRow)
 
-    def get_internal(self, tenant_id: uuid.UUID) -> TenantRow | None:
-        """Unscoped read for the pipeline, which acts on an event's own tenant."""
-        with self.db.tx() as conn:
-            return fetch_one(conn, TENANT_BY_ID, {"id": tenant_id}, table="tenants", row=TenantRow)
-
     def list(self, principal: Principal, *, limit: int = 50, offset: int = 0) -> list[TenantRow]:
         with self.db.tx() as conn:
             if principal.is_system_admin:

@@ -124,26 +124,13 @@ class UsageService:
 
     @staticmethod
     def reserve_user(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> TenantRow:
-        tenant = check_tenant_active(
-            fetch_one(conn, LOCK_TENANT, {"t": tenant_id}, table="tenants", row=TenantRow)
-        )
+        tenant = UsageService.lock_tenant(conn, tenant_id)
         used = fetch_one(conn, USERS_USED, {"t": tenant_id}, table="users", row=Count)
         if used is not None and used.n >= tenant.max_users:
             raise Forbidden(
                 f"this tenant's plan allows {tenant.max_users} users", code="quota_users"
             )
         return tenant
-
-    def storage_used(self, tenant_id: uuid.UUID) -> int:
-        with self.db.tx() as conn:
-            used = fetch_one(
-                conn,
-                STORAGE_USED,
-                {"t": tenant_id, "reserve": THUMBNAIL_RESERVE},
-                table="images",
-                row=Count,
-            )
-        return used.n if used else 0
 
 
 class LoginThrottle:
