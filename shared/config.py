@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     broker_max_attempts: int = 5
     broker_backoff_seconds: float = 0.5
     broker_lease_seconds: float = 60.0
+    # Shared secret the broker presents to the event endpoints (events/auth.py); generated
+    # under the data dir in development when unset.
+    events_token: SecretStr | None = None
     sweeper_stuck_seconds: float = 120
     sweeper_interval_seconds: float = 15
     # Near-duplicates: calibrated similarity at or above this joins a duplicate group; within
