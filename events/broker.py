@@ -19,6 +19,7 @@ from typing import Any, LiteralString
 
 import httpx
 
+from events.auth import sender_headers
 from events.codec import Event, decode, encode_binary, from_json
 from events.publisher import enqueue
 from events.triggers import DEAD_LETTER_PATH, SWEEPER_PATH
@@ -130,6 +131,7 @@ class LocalBroker:
         extra: dict[str, str] | None = None,
     ) -> httpx.Response:
         headers, body = encode_binary(event)
+        headers.update(sender_headers(self.settings))
         headers.update(extra or {})
         return await client.post(path, headers=headers, content=body)
 

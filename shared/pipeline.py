@@ -308,8 +308,18 @@ class PipelineService:
         loaded = self._load(p.image_id, p.tenant_id)
         if loaded is None:
             return None
-        row, _tenant = loaded
+        row, tenant = loaded
         if row.status not in ("extracted", "indexed"):
+            return None
+        # The event's claims are checked against the database, not trusted: the vector goes
+        # only into this tenant's own space, from the model that extracted this image.
+        if p.space != tenant.qdrant_collection_name or (row.model and p.model != row.model):
+            log.warning(
+                "ignoring features.extracted for %s: space %s / model %s do not match",
+                row.id,
+                p.space,
+                p.model,
+            )
             return None
         vectors = self._vectors()
         vector = p.vector

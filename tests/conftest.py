@@ -59,6 +59,13 @@ class Platform:
     def container(self) -> Any:
         return self.fn.container
 
+    @property
+    def event_headers(self) -> dict[str, str]:
+        """What the broker adds to every delivery (events/auth.py): event routes need it."""
+        from events.auth import sender_headers
+
+        return sender_headers(self.container.settings)
+
     def signup(
         self, name: str = "Acme", email: str | None = None, password: str = "correct horse battery"
     ) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from starlette.concurrency import run_in_threadpool
 
 from events.codec import Event, read_event_json
-from events.http import read_event
+from events.http import EVENT_ROUTE, read_event
 from shared.bootstrap import Container
 from shared.db import execute
 from shared.http import container
@@ -55,7 +55,7 @@ def store(c: Container, event: Event) -> None:
         )
 
 
-@router.post("/events/dead-letter")
+@router.post("/events/dead-letter", **EVENT_ROUTE)
 async def on_dead_letter(request: Request) -> Response:
     event = await read_event(request)
     await run_in_threadpool(store, container(request), event)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from events.codec import payload
-from events.http import read_event, reply
+from events.http import EVENT_ROUTE, read_event, reply
 from events.payloads import ImageValidated
 from shared.bootstrap import Container
 from shared.errors import InvalidInput
@@ -105,7 +105,7 @@ def health(request: Request) -> dict[str, Any]:
     return {"status": "healthy", "model": emb.spec.name, "device": device}
 
 
-@router.post("/events/extract")
+@router.post("/events/extract", **EVENT_ROUTE)
 async def on_validated(request: Request) -> Response:
     c = container(request)
     event = await read_event(request)

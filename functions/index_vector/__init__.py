@@ -7,14 +7,14 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from events.codec import payload
-from events.http import read_event, reply
+from events.http import EVENT_ROUTE, read_event, reply
 from events.payloads import FeaturesExtracted
 from shared.http import container
 
 router = APIRouter(tags=["index-vector"])
 
 
-@router.post("/events/index-vector")
+@router.post("/events/index-vector", **EVENT_ROUTE)
 async def on_extracted(request: Request) -> Response:
     c = container(request)
     event = await read_event(request)

@@ -14,14 +14,14 @@ from starlette.concurrency import run_in_threadpool
 
 from events import types
 from events.codec import payload
-from events.http import read_event, reply
+from events.http import EVENT_ROUTE, read_event, reply
 from events.payloads import ImageUploaded
 from shared.http import container
 
 router = APIRouter(tags=["process-image"])
 
 
-@router.post("/events/process-image")
+@router.post("/events/process-image", **EVENT_ROUTE)
 async def on_uploaded(request: Request) -> Response:
     c = container(request)
     event = await read_event(request)

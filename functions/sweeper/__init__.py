@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from events.http import read_event
+from events.http import EVENT_ROUTE, read_event
 from shared.bootstrap import Container
 from shared.http import container
 
@@ -33,7 +33,7 @@ def sweep(c: Container) -> dict[str, Any]:
     return {"restarted": restarted, "purged": purged, "tenantsPurged": tenants}
 
 
-@router.post("/events/sweeper")
+@router.post("/events/sweeper", **EVENT_ROUTE)
 async def on_tick(request: Request) -> JSONResponse:
     await read_event(request)
     result = await run_in_threadpool(sweep, container(request))

@@ -113,9 +113,14 @@ def serve(
         proc.wait(timeout=30)
 
 
+EVENTS_TOKEN = "func-build-test-event-token"
+SENDER = {"authorization": f"Bearer {EVENTS_TOKEN}"}
+
+
 def ce_post(client: httpx.Client, path: str, event: Any) -> Any:
     headers, body = encode_binary(event)
-    r = client.post(path, headers=headers, content=body)
+    assert client.post(path, headers=headers, content=body).status_code == 401  # no token
+    r = client.post(path, headers={**headers, **SENDER}, content=body)
     assert r.status_code == 200, r.text
     assert "ce-type" in r.headers  # the reply event, in binary mode
     return decode(dict(r.headers), r.content)
@@ -129,6 +134,7 @@ def test_every_function_served_by_func_python(
         "DEEPLENS_DATABASE_URL": database_url,
         "DEEPLENS_DATA_DIR": str(tmp_path / "data"),
         "DEEPLENS_BCRYPT_ROUNDS": "4",
+        "DEEPLENS_EVENTS_TOKEN": EVENTS_TOKEN,
     }
     ready: dict[str, float] = {}
     with serve(build, "tenants", env) as (c, _, ready["tenants"]):
@@ -194,10 +200,12 @@ def test_every_function_served_by_func_python(
             }
         )
         h, b = encode_binary(tick)
-        assert c.post("/events/sweeper", headers=h, content=b).status_code == 202
+        assert c.post("/events/sweeper", headers=h, content=b).status_code == 401
+        assert c.post("/events/sweeper", headers={**h, **SENDER}, content=b).status_code == 202
     with serve(build, "dead-letter", env) as (c, _, ready["dead-letter"]):
         h, b = encode_binary(tick)
-        assert c.post("/events/dead-letter", headers=h, content=b).status_code == 202
+        assert c.post("/events/dead-letter", headers=h, content=b).status_code == 401
+        assert c.post("/events/dead-letter", headers={**h, **SENDER}, content=b).status_code == 202
         with psycopg.connect(database_url) as conn:
             assert conn.execute("SELECT count(*) FROM failed_events").fetchone()[0] == 1
     with serve(build, "admin", env) as (c, _, ready["admin"]):

@@ -145,6 +145,7 @@ def test_kafka_record_in_binary_mode_with_raw_json_body(platform: Platform) -> N
         "ce-subject": "partition:3#7",
         "ce-source": f"{MINIO_KAFKA_SOURCE}#deeplens-minio-events",
         "content-type": "application/json",
+        **p.event_headers,
     }
     r = p.client.post("/events/process-image", headers=headers, content=body)
     assert r.status_code == 200

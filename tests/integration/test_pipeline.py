@@ -32,7 +32,7 @@ def queued(p: Platform) -> list[dict[str, Any]]:
 
 def deliver(p: Platform, path: str, event: Event, mode: str) -> tuple[int, Event | None]:
     headers, body = encode_binary(event) if mode == "binary" else encode_structured(event)
-    r = p.client.post(path, headers=headers, content=body)
+    r = p.client.post(path, headers={**headers, **p.event_headers}, content=body)
     reply = decode(dict(r.headers), r.content) if "ce-type" in r.headers else None
     return r.status_code, reply
 
@@ -207,6 +207,7 @@ def test_sweeper_restarts_images_whose_event_was_lost(platform: Platform) -> Non
         conn.execute("UPDATE images SET updated_at = now() - interval '1 hour'")
     tick = Event(type="dev.knative.sources.ping", source="/ping", data={})
     headers, body = encode_binary(tick)
+    headers.update(p.event_headers)
     r = p.client.post("/events/sweeper", headers=headers, content=body)
     assert r.status_code == 202 and r.json()["restarted"] == 1
     [d] = queued(p)

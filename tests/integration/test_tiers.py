@@ -303,6 +303,7 @@ def test_deleted_tenant_is_purged_by_the_sweeper_and_slug_reused(platform: Platf
     assert again.status_code == 201
     tick = Event(type="dev.knative.sources.ping", source="/ping", data={})
     h, body = encode_binary(tick)
+    h.update(p.event_headers)
     r = p.client.post("/events/sweeper", headers=h, content=body)
     assert r.status_code == 202 and r.json()["tenantsPurged"] == 1
     assert not (p.container.storage.root / t["tenant"]["minioBucketName"]).exists()
@@ -347,7 +348,7 @@ def test_failed_events_list_inspect_replay(platform: Platform) -> None:
     with p.container.db.tx() as conn:  # pretend it exhausted its retries
         conn.execute("DELETE FROM broker_deliveries")
     h, body = encode_binary(original)
-    h.update({"ce-knativeerrorcode": "500", "ce-knativeerrordata": "boom"})
+    h.update({"ce-knativeerrorcode": "500", "ce-knativeerrordata": "boom", **p.event_headers})
     assert p.client.post("/events/dead-letter", headers=h, content=body).status_code == 202
     listed = p.client.get("/api/admin/failed-events", headers=a["headers"]).json()
     assert [x["eventId"] for x in listed] == [original.id] and listed[0]["error"] == "boom"
