@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from functions import FUNCTIONS
 from shared.config import Settings
+from shared.guards import InputGuard
 from shared.http import BodyLimit, Receive, Scope, Send, install_error_handlers
 from shared.telemetry import setup_telemetry
 
@@ -72,7 +73,9 @@ class DeepLensFunction:
         self.app = app
         # FastAPI itself opens a server span per request ("POST /api/auth/login").
         self._asgi = BodyLimit(
-            app, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes
+            InputGuard(app, body_timeout=settings.body_read_timeout_seconds),
+            json_limit=settings.max_json_bytes,
+            upload_limit=settings.max_upload_bytes,
         )
         if (
             settings.broker == "local"

@@ -16,6 +16,7 @@ from shared.auth.principal import Principal
 from shared.db import Database, execute, fetch_all, fetch_one
 from shared.errors import NotFound, Unauthorized
 from shared.models import ApiKeyRow
+from shared.usage import UsageService
 
 KEY_BY_PREFIX: LiteralString = """
 SELECT k.* FROM tenant_api_keys k JOIN tenants t ON t.id = k.tenant_id
@@ -48,6 +49,9 @@ class ApiKeyService:
         prefix = "dl_" + secrets.token_hex(4)
         key = f"{prefix}_{secrets.token_urlsafe(32)}"
         with self.db.tenant_tx(tenant_id) as conn:
+            # A system admin may name any tenant id: an unknown one is a 404, not a
+            # foreign-key error.
+            UsageService.lock_tenant(conn, tenant_id)
             row = fetch_one(
                 conn,
                 "INSERT INTO tenant_api_keys (id, tenant_id, name, key_prefix,"

@@ -26,6 +26,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from shared.config import Settings
     from shared.embedded import embedded_database_url
     from shared.localserver import LocalServer
+    from shared.serving import uvicorn_options
 
     env = _settings_env(args)
     settings = Settings.from_env(env)
@@ -46,6 +47,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        **uvicorn_options(settings),
     )
     return 0
 

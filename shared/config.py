@@ -88,6 +88,20 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024
     max_image_pixels: int = 50_000_000
+    # Memory budget for decoding (shared/imaging.py): one image may decode to at most
+    # max_decoded_bytes, and the decodes running at once in a process share decode_budget_bytes.
+    max_decoded_bytes: int = 200 * 1024 * 1024
+    decode_budget_bytes: int = 400 * 1024 * 1024
+    # Slow clients (slowloris): request headers must arrive within header_timeout_seconds
+    # (deeplens up's server), and each read of a body within body_read_timeout_seconds.
+    header_timeout_seconds: float = 10.0
+    body_read_timeout_seconds: float = 30.0
+    # Comma-separated addresses or CIDR ranges of the proxies in front of DeepLens whose
+    # X-Forwarded-For is believed; empty: the peer address is the client's, whatever the
+    # headers say (shared/clientip.py).
+    trusted_proxies: str = ""
+    # Public sign-ups per client address per hour.
+    signups_per_address_per_hour: int = 10
     public_url: str = ""  # prefix for URLs handed to clients (thumbnailUrl); empty = relative
     broker: Literal["local", "http"] = "local"
     broker_url: str | None = None  # K_SINK / broker ingress in production

@@ -119,23 +119,37 @@ class BodyLimit:
             await _send_error(send, PayloadTooLarge(f"request body over {limit} bytes"))
             return
         seen = 0
+        over = answered = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge()
+                    over = True
+                    raise _TooLarge(f"request body over {limit} bytes")
             return message
 
+        async def guarded(message: Message) -> None:
+            # Past the limit, whatever the app answers (a parser may turn the error into a
+            # 400) is replaced by the 413: a chunked body over the limit is "too large".
+            nonlocal answered
+            if not over:
+                await send(message)
+            elif not answered and message["type"] == "http.response.start":
+                answered = True
+                await _send_error(send, _TooLarge(f"request body over {limit} bytes"))
+
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _send_error(send, PayloadTooLarge(f"request body over {limit} bytes"))
+            await self.app(scope, limited, guarded)
+        except _TooLarge as exc:
+            if not answered:
+                answered = True
+                await _send_error(send, exc)
 
 
-class _TooLarge(Exception):
+class _TooLarge(PayloadTooLarge):
     pass
 
 
@@ -195,4 +209,6 @@ def authenticated(request: Request) -> Principal:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    from shared.clientip import client_address
+
+    return client_address(request, container(request).settings.trusted_proxies)

@@ -50,6 +50,26 @@ def slugify(name: str) -> str:
     return slug or "tenant"
 
 
+# Tenant settings only an operator (system admin) may set: a dedicated collection per tenant
+# does not scale to thousands of tenants, so it is granted, not self-served.
+OPERATOR_SETTINGS = frozenset({"isolatedVectors"})
+
+
+def _check_operator_settings(
+    principal: Principal | None, new: dict[str, Any], current: dict[str, Any]
+) -> dict[str, Any]:
+    """Refuse a tenant's change to an operator-only setting; keep the operator's values when
+    a tenant replaces its settings."""
+    if principal is not None and principal.is_system_admin:
+        return new
+    changed = sorted(k for k in OPERATOR_SETTINGS if new.get(k) != current.get(k) and k in new)
+    if changed:
+        raise Forbidden(
+            f"only an operator may set {', '.join(changed)}", code="operator_only_setting"
+        )
+    return {**new, **{k: current[k] for k in OPERATOR_SETTINGS if k in current}}
+
+
 def collection_for(tenant_id: uuid.UUID, space: str, settings: dict[str, Any]) -> str:
     """The vector space of a tenant: shared per model, or dedicated when the tier asks."""
     if settings.get("isolatedVectors"):
@@ -85,8 +105,10 @@ class TenantService:
         admin_last_name: str | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
+        operator: bool = False,
     ) -> tuple[TenantRow, TokenPair]:
-        """Create a tenant, its TenantOwner, a session for the owner, its bucket and space."""
+        """Create a tenant, its TenantOwner, a session for the owner, its bucket and space.
+        Operator-only settings (``OPERATOR_SETTINGS``) only with ``operator`` (not sign-up)."""
         if tier not in TIERS:
             raise InvalidInput(f"unknown tier {tier!r}", code="invalid_tier")
         if slug is not None and not SLUG_RE.match(slug):
@@ -96,6 +118,8 @@ class TenantService:
         limits = TIERS[tier]
         tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
         settings = dict(settings or {})
+        if not operator:
+            settings = _check_operator_settings(None, settings, {})
         password_hash = self.sessions.hasher.hash(admin_password)
         with span("tenant.create", tenant_id=tenant_id), self.db.tx() as conn:
             final_slug = slug or self._free_slug(conn, slugify(name))
@@ -194,8 +218,12 @@ class TenantService:
     ) -> TenantRow:
         """Owners edit name, description, domain and settings; tier, status and limits are
         the system admin's."""
-        self.get(principal, tenant_id)
+        current = self.get(principal, tenant_id)
         principal.require_role("Admin")
+        if "settings" in changes:
+            changes["settings"] = _check_operator_settings(
+                principal, dict(changes["settings"] or {}), current.settings or {}
+            )
         operator_only = {
             "tier",
             "status",

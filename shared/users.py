@@ -145,9 +145,11 @@ class UserService:
     ) -> UserRow:
         principal.require_role("Admin")
         target = self.get(principal, tenant_id=tenant_id, user_id=user_id)
+        # Nobody changes or deactivates a user ranked above them: an Admin cannot touch the
+        # TenantOwner (only another owner or a system admin can).
+        self._check_grant(principal, target.role)
         if role is not None:
             self._check_grant(principal, role)
-            self._check_grant(principal, target.role)
         if target.id == principal.user_id and (role is not None or is_active is False):
             raise Forbidden(
                 "you cannot change your own role or deactivate yourself", code="self_modification"

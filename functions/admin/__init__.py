@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import Field
 
 from shared.admin import FailedEventRow
 from shared.auth.principal import Principal
 from shared.http import authenticated, container
 from shared.models import ApiModel
+from shared.validation import Limit, Offset
 
 router = APIRouter(tags=["admin"])
 Auth = Annotated[Principal, Depends(authenticated)]
@@ -33,7 +34,10 @@ class CollectionOut(ApiModel):
 
 class CollectionIn(ApiModel):
     vector_size: Annotated[int, Field(ge=1, le=8192)]
-    distance: str = "Cosine"
+    distance: Literal["Cosine"] = "Cosine"
+
+
+CollectionName = Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class FailedEventOut(ApiModel):
@@ -90,7 +94,7 @@ def collections(request: Request, principal: Auth) -> list[CollectionOut]:
 
 @router.post("/api/collections/{name}", status_code=201, response_model=CollectionOut)
 def create_collection(
-    name: str, body: CollectionIn, request: Request, principal: Auth
+    name: CollectionName, body: CollectionIn, request: Request, principal: Auth
 ) -> CollectionOut:
     container(request).admin.create_collection(principal, name, body.vector_size, body.distance)
     return CollectionOut(name=name, vectors=0, dimension=body.vector_size, distance="Cosine")
@@ -98,7 +102,7 @@ def create_collection(
 
 @router.delete("/api/collections/{name}", status_code=204)
 def delete_collection(
-    name: str, request: Request, principal: Auth, force: bool = False
+    name: CollectionName, request: Request, principal: Auth, force: bool = False
 ) -> Response:
     container(request).admin.delete_collection(principal, name, force=force)
     return Response(status_code=204)
@@ -108,8 +112,8 @@ def delete_collection(
 def failed_events(
     request: Request,
     principal: Auth,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[Limit, Query()] = 50,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[FailedEventOut]:
     rows = container(request).admin.failed_events(principal, limit=limit, offset=offset)
     return [FailedEventOut.of(r) for r in rows]

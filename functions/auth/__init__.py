@@ -9,34 +9,33 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from shared.auth.principal import Principal
-from shared.errors import Forbidden, NotFound
+from shared.errors import Forbidden
 from shared.http import authenticated, client_ip, container
 from shared.models import ApiModel, TenantOut, TokenPair, UserOut
-from shared.validation import Email, Password
+from shared.validation import AnyPassword, Email, Password, ShortText, Slug, Token
 
 router = APIRouter(tags=["auth"])
 
 
 class LoginIn(ApiModel):
     email: Email
-    password: Annotated[str, Field(min_length=1, max_length=256)]
-    tenant_slug: str | None = None
+    password: AnyPassword
+    tenant_slug: Slug | None = None
 
 
 class RegisterIn(ApiModel):
     email: Email
     password: Password
-    tenant_slug: str
-    first_name: Annotated[str, Field(max_length=100)] | None = None
-    last_name: Annotated[str, Field(max_length=100)] | None = None
+    tenant_slug: Slug
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
 
 
 class RefreshIn(ApiModel):
-    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+    refresh_token: Token
 
 
 class MeOut(ApiModel):
@@ -65,12 +64,16 @@ def register(body: RegisterIn, request: Request) -> TokenPair:
     """Self-registration into a tenant that allows it (settings.allowSelfRegistration)."""
     c = container(request)
     tenant = c.tenants.get_by_slug_internal(body.tenant_slug)
-    if tenant is None:
-        raise NotFound("tenant not found", code="tenant_not_found")
-    if not tenant.settings.get("allowSelfRegistration"):
-        raise Forbidden("this tenant does not accept self-registration", code="registration_closed")
-    if tenant.status != "Active":
-        raise Forbidden("this tenant is not active", code="tenant_suspended")
+    # One answer whether the slug is unknown, closed or suspended: registration must not tell
+    # outsiders which tenants exist.
+    if (
+        tenant is None
+        or not tenant.settings.get("allowSelfRegistration")
+        or (tenant.status != "Active")
+    ):
+        raise Forbidden(
+            "no tenant with this slug accepts self-registration", code="registration_closed"
+        )
     c.users.register(
         tenant_id=tenant.id,
         email=body.email,

@@ -9,20 +9,25 @@ The model is loaded once in start() (``warm``); concurrent requests are micro-ba
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from events.codec import payload
 from events.http import EVENT_ROUTE, read_event, reply
 from events.payloads import ImageValidated
+from shared.auth.principal import Principal
 from shared.bootstrap import Container
 from shared.errors import InvalidInput
 from shared.features.registry import MODELS
-from shared.http import container
+from shared.http import authenticated, container
+from shared.uploads import clean_filename, field, multipart_body, one_file, read_form
 
 router = APIRouter(tags=["extract"])
+Auth = Annotated[Principal, Depends(authenticated)]
+MAX_BATCH = 64
+_MODEL_FIELD = {"model": {"type": "string", "maxLength": 100}}
 
 
 def warm(c: Container) -> None:
@@ -39,14 +44,14 @@ def _check_model(c: Container, requested: object) -> str:
     return name
 
 
-@router.post("/extract")
-async def extract(request: Request) -> dict[str, Any]:
+@router.post("/extract", openapi_extra=multipart_body("file", fields=_MODEL_FIELD))
+async def extract(request: Request, _: Auth) -> dict[str, Any]:
+    """Credentials required (a JWT or an API key; the call counts against the tenant's
+    quota): inference is the platform's most expensive operation."""
     c = container(request)
-    form = await request.form()
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise InvalidInput("send the image as multipart field 'file'", code="file_required")
-    name = _check_model(c, form.get("model"))
+    form = await read_form(request, max_files=1)
+    upload = one_file(form)
+    name = _check_model(c, field(form, "model"))
     data = await upload.read()
     t0 = time.perf_counter()
     features = await run_in_threadpool(c.embedder.embed, data)
@@ -58,16 +63,24 @@ async def extract(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/extract/batch")
-async def extract_batch(request: Request) -> dict[str, Any]:
+@router.post(
+    "/extract/batch",
+    openapi_extra=multipart_body(
+        fields={"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+        required=["files"],
+    ),
+)
+async def extract_batch(request: Request, _: Auth) -> dict[str, Any]:
     c = container(request)
-    form = await request.form()
+    form = await read_form(request, max_files=MAX_BATCH)
     files = [f for f in form.getlist("files") if not isinstance(f, str)]
     if not files:
         raise InvalidInput("send images as multipart fields 'files'", code="files_required")
-    if len(files) > 64:
-        raise InvalidInput("at most 64 images per batch", code="batch_too_large")
-    name = _check_model(c, form.get("model"))
+    if len(files) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} images per batch", code="batch_too_large")
+    for f in files:
+        clean_filename(f)
+    name = _check_model(c, field(form, "model"))
     blobs = [await f.read() for f in files]
     t0 = time.perf_counter()
     vectors = await run_in_threadpool(c.embedder.embed_many, blobs)

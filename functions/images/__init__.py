@@ -11,15 +11,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from shared.auth.principal import Principal
-from shared.errors import InvalidInput
 from shared.http import authenticated, container
 from shared.images import ImageRow
 from shared.models import ApiModel
+from shared.uploads import clean_filename, multipart_body, one_file, read_form
+from shared.validation import Page
 
 router = APIRouter(tags=["images"])
 Auth = Annotated[Principal, Depends(authenticated)]
@@ -95,15 +96,19 @@ class VectorOut(ApiModel):
     response_model=UploadOut,
     status_code=202,
     responses={200: {"model": UploadOut, "description": "an exact duplicate"}},
+    openapi_extra=multipart_body("file"),
 )
-async def upload(request: Request, principal: Auth, file: UploadFile | None = None) -> Response:
+async def upload(request: Request, principal: Auth) -> Response:
     """202 for a new image. 200 with ``duplicate: true`` and the existing image's id when
-    this tenant already has these exact bytes (nothing is stored twice)."""
-    if file is None:
-        raise InvalidInput("send the image as multipart form field 'file'", code="file_required")
+    this tenant already has these exact bytes (nothing is stored twice).
+
+    The body is read only after the caller is authenticated (no body parameter here)."""
+    form = await read_form(request, max_files=1)
+    file = one_file(form)
+    filename = clean_filename(file)
     data = await file.read()
     row, duplicate = await run_in_threadpool(
-        container(request).images.upload, principal, filename=file.filename or "image", data=data
+        container(request).images.upload, principal, filename=filename, data=data
     )
     if duplicate:
         body = UploadOut(
@@ -123,7 +128,7 @@ async def upload(request: Request, principal: Auth, file: UploadFile | None = No
 def duplicate_groups(
     request: Request,
     principal: Auth,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[Page, Query()] = 1,
     page_size: Annotated[int, Query(ge=1, le=100, alias="pageSize")] = 20,
 ) -> dict[str, Any]:
     """Near-duplicate groups in this tenant's library (declared before /{image_id})."""
@@ -135,7 +140,7 @@ def image_duplicates(
     image_id: uuid.UUID,
     request: Request,
     principal: Auth,
-    threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
+    threshold: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
 ) -> dict[str, Any]:
     items = container(request).duplicates.for_image(principal, image_id, threshold)
     return {"imageId": image_id, "duplicates": items}
@@ -145,7 +150,7 @@ def image_duplicates(
 def list_images(
     request: Request,
     principal: Auth,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[Page, Query()] = 1,
     page_size: Annotated[int, Query(ge=1, le=200, alias="pageSize")] = 50,
     status: Literal["uploaded", "validated", "extracted", "indexed", "failed"] | None = None,
 ) -> ImagePage:
@@ -169,7 +174,12 @@ def get_vector(image_id: uuid.UUID, request: Request, principal: Auth) -> Vector
 
 
 @router.get("/api/images/{image_id}/thumbnail/{size}")
-def get_thumbnail(image_id: uuid.UUID, size: int, request: Request, principal: Auth) -> Response:
+def get_thumbnail(
+    image_id: uuid.UUID,
+    size: Annotated[int, Path(ge=1, le=4096)],
+    request: Request,
+    principal: Auth,
+) -> Response:
     data = container(request).images.thumbnail(principal, image_id, size)
     return Response(
         data, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"}

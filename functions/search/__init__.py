@@ -18,15 +18,18 @@ from shared.auth.principal import Principal
 from shared.errors import InvalidInput, UnsupportedMedia
 from shared.http import authenticated, container
 from shared.models import ApiModel
+from shared.uploads import field as form_field
+from shared.uploads import multipart_body, one_file, read_form
+from shared.validation import FiniteFloat, Similarity
 
 router = APIRouter(tags=["search"])
 Auth = Annotated[Principal, Depends(authenticated)]
 
 
 class VectorQuery(ApiModel):
-    vector: Annotated[list[float], Field(min_length=1, max_length=8192)]
+    vector: Annotated[list[FiniteFloat], Field(min_length=1, max_length=8192)]
     limit: Annotated[int, Field(ge=1, le=100)] = 10
-    threshold: Annotated[float, Field(ge=-1, le=1)] = 0.7
+    threshold: Similarity = 0.7
     exclude_image_id: uuid.UUID | None = None
 
 
@@ -47,27 +50,39 @@ def _number(value: object, name: str, cast: type, default: float) -> float:
         raise InvalidInput(f"{name} must be a number", code=f"invalid_{name}") from None
 
 
-@router.post("/api/images/search", response_model=list[SearchResult])
+_BODY = multipart_body(
+    "file",
+    fields={
+        "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+        "threshold": {"type": "number", "minimum": -1, "maximum": 1},
+    },
+)
+_BODY["requestBody"]["content"]["application/json"] = {
+    "schema": VectorQuery.model_json_schema(by_alias=True)
+}
+
+
+@router.post("/api/images/search", response_model=list[SearchResult], openapi_extra=_BODY)
 async def search(request: Request, principal: Auth) -> list[SearchResult]:
     svc = container(request).search
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise InvalidInput(
-                "send the query image as multipart field 'file'", code="file_required"
-            )
+        form = await read_form(request, max_files=1)
+        upload = one_file(form)
         data = await upload.read()
-        limit = int(_number(form.get("limit"), "limit", int, 10))
-        threshold = float(_number(form.get("threshold"), "threshold", float, 0.7))
+        limit = int(_number(form_field(form, "limit"), "limit", int, 10))
+        threshold = float(_number(form_field(form, "threshold"), "threshold", float, 0.7))
+        if not 1 <= limit <= 100:
+            raise InvalidInput("limit must be between 1 and 100", code="invalid_limit")
+        if not -1 <= threshold <= 1:  # also refuses NaN
+            raise InvalidInput("threshold must be between -1 and 1", code="invalid_threshold")
         results = await run_in_threadpool(
             svc.by_image, principal, data, limit=limit, threshold=threshold
         )
     elif ctype.startswith("application/json"):
         try:
             q = VectorQuery.model_validate(json.loads(await request.body()))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
         except ValidationError as exc:
             first = exc.errors()[0]

@@ -8,31 +8,46 @@ GET/POST /api/tenants/{id}/api-keys, DELETE /api/tenants/{id}/api-keys/{keyId}.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import Field
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import model_validator
 
 from shared.auth.principal import Principal
 from shared.http import authenticated, client_ip, container
 from shared.models import ApiKeyOut, ApiModel, TenantOut, UserOut
-from shared.validation import Email, Password
+from shared.validation import (
+    Bytes,
+    Count,
+    Domain,
+    Email,
+    JsonObject,
+    Limit,
+    Name,
+    Offset,
+    Password,
+    Role,
+    ShortText,
+    Slug,
+    TenantStatus,
+    Text,
+    Tier,
+)
 
 router = APIRouter(tags=["tenants"])
 Auth = Annotated[Principal, Depends(authenticated)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class TenantCreateIn(ApiModel):
     name: Name
-    slug: Annotated[str, Field(min_length=1, max_length=48)] | None = None
-    description: Annotated[str, Field(max_length=2000)] | None = None
-    domain: Annotated[str, Field(max_length=255)] | None = None
+    slug: Slug | None = None
+    description: Text | None = None
+    domain: Domain | None = None
     admin_email: Email
     admin_password: Password
-    admin_first_name: Annotated[str, Field(max_length=100)] | None = None
-    admin_last_name: Annotated[str, Field(max_length=100)] | None = None
-    settings: dict[str, Any] | None = None
+    admin_first_name: ShortText | None = None
+    admin_last_name: ShortText | None = None
+    settings: JsonObject | None = None
 
 
 class TenantCreatedOut(ApiModel):
@@ -45,23 +60,35 @@ class TenantCreatedOut(ApiModel):
 
 
 class TenantUpdateIn(ApiModel):
+    """Fields left out are unchanged; ``null`` clears description and domain only."""
+
     name: Name | None = None
-    description: Annotated[str, Field(max_length=2000)] | None = None
-    domain: Annotated[str, Field(max_length=255)] | None = None
-    settings: dict[str, Any] | None = None
-    tier: str | None = None
-    status: str | None = None
-    max_storage_bytes: Annotated[int, Field(ge=0)] | None = None
-    max_users: Annotated[int, Field(ge=0)] | None = None
-    max_api_calls_per_day: Annotated[int, Field(ge=0)] | None = None
+    description: Text | None = None
+    domain: Domain | None = None
+    settings: JsonObject | None = None
+    tier: Tier | None = None
+    status: TenantStatus | None = None
+    max_storage_bytes: Bytes | None = None
+    max_users: Count | None = None
+    max_api_calls_per_day: Count | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> TenantUpdateIn:
+        nulls = {k for k in self.model_fields_set if getattr(self, k) is None} - {
+            "description",
+            "domain",
+        }
+        if nulls:
+            raise ValueError(f"{', '.join(sorted(nulls))} cannot be null")
+        return self
 
 
 class InviteIn(ApiModel):
     email: Email
-    role: str = "User"
+    role: Role = "User"
     password: Password | None = None
-    first_name: Annotated[str, Field(max_length=100)] | None = None
-    last_name: Annotated[str, Field(max_length=100)] | None = None
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
 
 
 class InvitedOut(ApiModel):
@@ -70,7 +97,7 @@ class InvitedOut(ApiModel):
 
 
 class UserUpdateIn(ApiModel):
-    role: str | None = None
+    role: Role | None = None
     is_active: bool | None = None
 
 
@@ -113,15 +140,15 @@ def create_tenant(body: TenantCreateIn, request: Request) -> TenantCreatedOut:
 def list_tenants(
     request: Request,
     principal: Auth,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[Limit, Query()] = 50,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[TenantOut]:
     rows = container(request).tenants.list(principal, limit=limit, offset=offset)
     return [TenantOut.of(t) for t in rows]
 
 
 @router.get("/api/tenants/slug/{slug}", response_model=TenantOut)
-def tenant_by_slug(slug: str, request: Request, principal: Auth) -> TenantOut:
+def tenant_by_slug(slug: Annotated[Slug, Path()], request: Request, principal: Auth) -> TenantOut:
     return TenantOut.of(container(request).tenants.get_by_slug(principal, slug))
 
 
@@ -143,8 +170,8 @@ def list_users(
     tenant_id: uuid.UUID,
     request: Request,
     principal: Auth,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[Limit, Query()] = 50,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[UserOut]:
     rows = container(request).users.list(principal, tenant_id=tenant_id, limit=limit, offset=offset)
     return [UserOut.of(u) for u in rows]

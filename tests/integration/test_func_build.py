@@ -175,6 +175,10 @@ def test_every_function_served_by_func_python(
         event = ce_post(c, "/events/extract", event)
         assert event.type == "io.deeplens.features.extracted.v1"
         r = c.post("/extract", files={"file": ("x.jpg", encode(photo("rocket.jpg")))})
+        assert r.status_code == 401
+        r = c.post(
+            "/extract", headers=headers, files={"file": ("x.jpg", encode(photo("rocket.jpg")))}
+        )
         assert r.status_code == 200 and r.json()["shape"] == [1280]
         assert c.get("/health").json()["status"] == "healthy"
     with serve(build, "index-vector", env) as (c, _, ready["index-vector"]):

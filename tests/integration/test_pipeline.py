@@ -239,19 +239,27 @@ def test_delete_removes_objects_vector_and_row(platform: Platform) -> None:
 
 def test_isolated_tenant_gets_its_own_collection(platform: Platform) -> None:
     p = platform
-    r = p.client.post(
-        "/api/tenants",
-        json={
-            "name": "Isolated",
-            "adminEmail": "iso@example.com",
-            "adminPassword": "password-123",
-            "settings": {"isolatedVectors": True},
-        },
+    # isolatedVectors is an operator's grant: public sign-up cannot take it.
+    body = {
+        "name": "Isolated",
+        "adminEmail": "iso@example.com",
+        "adminPassword": "password-123",
+        "settings": {"isolatedVectors": True},
+    }
+    r = p.client.post("/api/tenants", json=body)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "operator_only_setting"
+    tenant, pair = p.container.tenants.create(
+        name="Isolated",
+        admin_email="iso@example.com",
+        admin_password="password-123",
+        settings={"isolatedVectors": True},
+        operator=True,
     )
-    assert r.status_code == 201
-    t = r.json()
-    t["headers"] = {"Authorization": f"Bearer {t['accessToken']}"}
-    space = t["tenant"]["qdrantCollectionName"]
+    t = {
+        "tenant": {"id": str(tenant.id)},
+        "headers": {"Authorization": f"Bearer {pair.access_token}"},
+    }
+    space = tenant.qdrant_collection_name
     assert space == f"tenant_{t['tenant']['id']}_images"
     image_id = upload(p, t, "a.jpg", encode(photo("coffee.png"))).json()["imageId"]
     event = from_json(queued(p)[0]["event"])
@@ -265,6 +273,11 @@ def test_extract_http_routes(platform: Platform) -> None:
     c = platform.client
     models = {m["name"]: m for m in c.get("/models").json()}
     assert models["efficientnet-lite0"]["loaded"] and models["resnet50"]["dimension"] == 2048
+    # Inference needs credentials, and counts against the tenant's daily quota.
+    anonymous = c.post("/extract", files={"file": ("a.jpg", encode(photo("coffee.png")))})
+    assert anonymous.status_code == 401
+    t = platform.signup()
+    c.headers.update(t["headers"])
     one = c.post("/extract", files={"file": ("a.jpg", encode(photo("coffee.png")))}).json()
     assert one["shape"] == [1280] and one["model"] == "efficientnet-lite0"
     batch = c.post(
@@ -288,3 +301,6 @@ def test_extract_http_routes(platform: Platform) -> None:
         data={"model": "resnet50"},
     )
     assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "model_not_loaded"
+    with platform.container.db.tx() as conn:
+        calls = conn.execute("SELECT api_calls FROM usage_daily").fetchone()[0]
+    assert calls >= 4
