@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from functions import FUNCTIONS
+from shared import apidocs
 from shared.config import Settings
 from shared.guards import InputGuard
 from shared.http import BodyLimit, Receive, Scope, Send, install_error_handlers
@@ -61,9 +62,15 @@ class DeepLensFunction:
         container = Container(settings, **self.overrides)
         container.open()
         self.container = container
-        app = FastAPI(title=f"DeepLens {self.target or 'platform'}", version="0.1.0")
+        app = FastAPI(
+            title=f"DeepLens {self.target or 'platform'}",
+            version="0.1.0",
+            docs_url=None,
+            redoc_url=None,
+        )
         app.state.container = container
         install_error_handlers(app)
+        apidocs.install(app)
         for module in self.modules:
             app.include_router(module.router)
         for module in self.modules:

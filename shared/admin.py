@@ -47,9 +47,13 @@ class AdminService:
         storage: Callable[[], ObjectStore],
         vectors: Callable[[], VectorIndex],
         publisher: Callable[[], Publisher],
+        *,
+        active_space: tuple[str, int] | None = None,
     ):
         self.db = db
         self._storage, self._vectors, self._publisher = storage, vectors, publisher
+        # (name, dimension) of the vector space new images are indexed into: protected.
+        self.active_space = active_space
 
     # --- analytics -------------------------------------------------------------------------
     def analytics(self, principal: Principal, tenant_id: uuid.UUID) -> dict[str, Any]:
@@ -141,6 +145,13 @@ class AdminService:
             )
         if not 1 <= size <= 8192:
             raise InvalidInput("vectorSize must be between 1 and 8192", code="invalid_size")
+        if self.active_space is not None and name == self.active_space[0]:
+            if size != self.active_space[1]:
+                raise Conflict(
+                    f"{name} is the active vector space: its vectors have"
+                    f" {self.active_space[1]} dimensions, not {size}",
+                    code="collection_active",
+                )
         if any(s.name == name for s in self._vectors().spaces()):
             raise Conflict(f"collection {name} exists", code="collection_exists")
         self._vectors().ensure_space(name, size)
@@ -157,10 +168,20 @@ class AdminService:
                 {"n": name},
                 table="tenants",
             )
-        if row["n"] and not force:
+        # Never dropped, even with force: the active space (every sign-up and search needs
+        # it) and a space tenants still use (their images would stay "indexed" with no vector).
+        if self.active_space is not None and name == self.active_space[0]:
             raise Conflict(
-                f"collection {name} still serves {row['n']} tenant(s); pass force",
-                code="collection_in_use",
+                f"{name} is the active vector space and cannot be deleted",
+                code="collection_active",
+            )
+        if row["n"]:
+            raise Conflict(
+                f"collection {name} still serves {row['n']} tenant(s)", code="collection_in_use"
+            )
+        if not force and any(s.name == name and s.vectors for s in self._vectors().spaces()):
+            raise Conflict(
+                f"collection {name} still holds vectors; pass force", code="collection_not_empty"
             )
         self._vectors().drop_space(name)
 

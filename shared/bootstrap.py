@@ -22,7 +22,7 @@ from shared.embedded import embedded_database_url
 from shared.features.registry import spec_for
 from shared.models import TenantRow
 from shared.tenants import TenantService
-from shared.usage import LoginThrottle, UsageService
+from shared.usage import LoginThrottle, SignupLimiter, UsageService
 from shared.users import UserService
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ class Container:
         self._publisher = publisher
 
     def open(self) -> None:
+        from shared import decoding
+
+        decoding.configure(self.settings.decode_budget_bytes, self.settings.max_decoded_bytes)
         self.db.open()
 
     def close(self) -> None:
@@ -129,6 +132,10 @@ class Container:
             per_address=s.login_max_failures_per_address,
             window=s.login_failure_window_seconds,
         )
+
+    @cached_property
+    def signups(self) -> SignupLimiter:
+        return SignupLimiter(self.db, per_hour=self.settings.signups_per_address_per_hour)
 
     @cached_property
     def api_keys(self) -> ApiKeyService:
@@ -213,6 +220,11 @@ class Container:
     def admin(self) -> AdminService:
         from shared.admin import AdminService
 
+        spec = spec_for(self.settings.features)
         return AdminService(
-            self.db, lambda: self.storage, lambda: self.vectors, lambda: self.publisher
+            self.db,
+            lambda: self.storage,
+            lambda: self.vectors,
+            lambda: self.publisher,
+            active_space=(spec.space_name, spec.dim),
         )

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     # headers say (shared/clientip.py).
     trusted_proxies: str = ""
     # Public sign-ups per client address per hour.
-    signups_per_address_per_hour: int = 10
+    signups_per_address_per_hour: int = 20
     public_url: str = ""  # prefix for URLs handed to clients (thumbnailUrl); empty = relative
     broker: Literal["local", "http"] = "local"
     broker_url: str | None = None  # K_SINK / broker ingress in production

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from shared import decoding
 from shared.errors import PayloadTooLarge, Unprocessable, UnsupportedMedia
 
 # Truncated files are errors, never silently padded with grey.
@@ -81,9 +82,25 @@ def open_image_sized(
             if draft is not None and fmt == "JPEG":
                 # (PIL keeps the decoded size at or above the request.)
                 src.draft("RGB", draft)
-            src.load()
-            img: Image.Image = ImageOps.exif_transpose(src) or src
-            return _to_rgb(img), (w, h)
+            limits = decoding.budget()
+            cost = decoded_cost(src)
+            if cost > limits.max_decoded:
+                raise PayloadTooLarge(
+                    f"image {w}x{h} would decode to {cost} bytes, over the"
+                    f" {limits.max_decoded} byte limit",
+                    code="image_too_large_decoded",
+                )
+            with limits.reserve(cost):
+                src.load()
+                img: Image.Image = ImageOps.exif_transpose(src) or src
+                rgb = _to_rgb(img)
+                del img
+                src.close()
+                if draft is not None:
+                    # Formats without draft decoding (PNG, WebP): shrink inside the budget,
+                    # so only the small image outlives it.
+                    rgb = _shrink(rgb, draft)
+            return rgb, (w, h)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(
             "image dimensions look like a decompression bomb", code="image_too_many_pixels"
@@ -92,6 +109,25 @@ def open_image_sized(
         raise Unprocessable("the file is not a readable image", code="corrupt_image") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise Unprocessable("the image is corrupt or truncated", code="corrupt_image") from exc
+
+
+def decoded_cost(src: Image.Image) -> int:
+    """Bytes a decode of ``src`` (at its current, possibly draft-reduced, size) will hold at
+    its peak: the decoded pixels, plus an RGB copy when it must be converted."""
+    w, h = src.size
+    bands = len(src.getbands())
+    depth = 4 if src.mode in ("I", "F") else 2 if src.mode.startswith("I;16") else 1
+    cost = w * h * bands * depth
+    if src.mode != "RGB":
+        cost += w * h * 3 * (2 if "A" in src.mode or "transparency" in src.info else 1)
+    return cost
+
+
+def _shrink(img: Image.Image, at_least: tuple[int, int]) -> Image.Image:
+    factor = min(img.width // max(1, at_least[0]), img.height // max(1, at_least[1]))
+    if factor < 2:
+        return img
+    return img.reduce(factor)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -151,8 +187,10 @@ def thumbnails(img: Image.Image) -> dict[int, bytes]:
     """WebP thumbnails whose longer side is 256 and 128 pixels."""
     out: dict[int, bytes] = {}
     for size in THUMB_SIZES:
-        thumb = img.copy()
-        thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+        scale = min(1.0, size / max(img.width, img.height))
+        target = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        # resize builds only the small image (thumbnail() on a copy held a full-size copy).
+        thumb = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
         buf = io.BytesIO()
         thumb.save(buf, "WEBP", quality=80, method=3)
         out[size] = buf.getvalue()

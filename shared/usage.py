@@ -134,24 +134,41 @@ class UsageService:
 
 
 class LoginThrottle:
-    """Failed sign-ins per account and per client address within a sliding window. The
-    account key is the email as typed, whether or not such an account exists, so a 429 says
-    nothing about which emails are registered."""
+    """Failed sign-ins within a sliding window, counted three ways:
+
+    - per account AND client address (``pair``): past ``per_account`` the pair is refused
+      (429). Only the address that failed is refused, so nobody elsewhere can lock the real
+      owner out of an account;
+    - per client address: past ``per_address`` (any accounts) the address is refused;
+    - per account, from any address: no refusal, a progressive delay instead (doubling per
+      failure past ``per_account``, capped), so a distributed guesser is slowed to a crawl
+      while the owner, with the right password, still gets in.
+
+    The account key is the email as typed, whether or not such an account exists, so a 429 or
+    a delay says nothing about which emails are registered. Addresses come from
+    shared/clientip.py (forwarded headers only from trusted proxies).
+    """
+
+    base_delay = 0.25
+    max_delay = 4.0
 
     def __init__(self, db: Database, *, per_account: int, per_address: int, window: float):
         self.db, self.per_account, self.per_address = db, per_account, per_address
         self.window = window
 
+    def _count(self, conn: psycopg.Connection[Any], scope: str, key: str, limit: int) -> Any:
+        return conn.execute(
+            "SELECT count(*), min(failed_at) FROM (SELECT failed_at FROM login_failures"
+            " WHERE scope = %(s)s AND key = %(k)s"
+            " AND failed_at > now() - make_interval(secs => %(w)s)"
+            " ORDER BY failed_at DESC LIMIT %(l)s) recent",
+            {"s": scope, "k": key, "w": self.window, "l": limit},
+        ).fetchone()
+
     def check(self, email: str, address: str | None) -> None:
         with self.db.tx() as conn:
             for scope, key, limit in self._keys(email, address):
-                row = conn.execute(
-                    "SELECT count(*), min(failed_at) FROM (SELECT failed_at FROM login_failures"
-                    " WHERE scope = %(s)s AND key = %(k)s"
-                    " AND failed_at > now() - make_interval(secs => %(w)s)"
-                    " ORDER BY failed_at DESC LIMIT %(l)s) recent",
-                    {"s": scope, "k": key, "w": self.window, "l": limit},
-                ).fetchone()
+                row = self._count(conn, scope, key, limit)
                 if row is not None and row[0] >= limit:
                     oldest: datetime = row[1]
                     retry = (oldest + timedelta(seconds=self.window)) - datetime.now(UTC)
@@ -161,9 +178,21 @@ class LoginThrottle:
                         headers={"Retry-After": str(max(1, int(retry.total_seconds()) + 1))},
                     )
 
+    def delay(self, email: str) -> float:
+        """Seconds to wait before answering a sign-in for this account (0 when it is quiet)."""
+        cap = self.per_account + 16
+        with self.db.tx() as conn:
+            row = self._count(conn, "account", _account(email), cap)
+        failures = int(row[0]) if row else 0
+        if failures < self.per_account:
+            return 0.0
+        return float(min(self.max_delay, self.base_delay * 2 ** (failures - self.per_account)))
+
     def failed(self, email: str, address: str | None) -> None:
         with self.db.tx() as conn:
-            for scope, key, _ in self._keys(email, address):
+            keys = [(s, k) for s, k, _ in self._keys(email, address)]
+            keys.append(("account", _account(email)))
+            for scope, key in keys:
                 execute(
                     conn,
                     "INSERT INTO login_failures (scope, key) VALUES (%(s)s, %(k)s)",
@@ -174,23 +203,65 @@ class LoginThrottle:
             execute(
                 conn,
                 "DELETE FROM login_failures WHERE failed_at < now() - make_interval("
-                "secs => %(w)s) AND id IN (SELECT id FROM login_failures ORDER BY id LIMIT"
-                " 100)",
+                "secs => %(w)s) AND scope <> 'signup' AND id IN (SELECT id FROM login_failures"
+                " ORDER BY id LIMIT 100)",
                 {"w": self.window * 2},
                 table="login_failures",
             )
 
-    def succeeded(self, email: str) -> None:
+    def succeeded(self, email: str, address: str | None = None) -> None:
         with self.db.tx() as conn:
             execute(
                 conn,
-                "DELETE FROM login_failures WHERE scope = 'account' AND key = %(k)s",
-                {"k": email.strip().lower()},
+                "DELETE FROM login_failures WHERE (scope = 'account' AND key = %(k)s)"
+                " OR (scope = 'pair' AND key = %(p)s)",
+                {"k": _account(email), "p": _pair(email, address)},
                 table="login_failures",
             )
 
     def _keys(self, email: str, address: str | None) -> list[tuple[str, str, int]]:
-        keys = [("account", email.strip().lower(), self.per_account)]
+        keys = [("pair", _pair(email, address), self.per_account)]
         if address:
             keys.append(("address", address, self.per_address))
         return keys
+
+
+def _account(email: str) -> str:
+    return email.strip().lower()
+
+
+def _pair(email: str, address: str | None) -> str:
+    return f"{_account(email)}|{address or '-'}"
+
+
+class SignupLimiter:
+    """Public sign-ups per client address per hour (429 ``signup_throttled`` past it)."""
+
+    window = 3600.0
+
+    def __init__(self, db: Database, *, per_hour: int):
+        self.db, self.per_hour = db, per_hour
+
+    def take(self, address: str | None) -> None:
+        if not address or self.per_hour <= 0:
+            return
+        with self.db.tx() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(724002, hashtext(%(k)s))", {"k": address})
+            row = conn.execute(
+                "SELECT count(*), min(failed_at) FROM login_failures WHERE scope = 'signup'"
+                " AND key = %(k)s AND failed_at > now() - make_interval(secs => %(w)s)",
+                {"k": address, "w": self.window},
+            ).fetchone()
+            if row is not None and row[0] >= self.per_hour:
+                retry = (row[1] + timedelta(seconds=self.window)) - datetime.now(UTC)
+                raise QuotaExceeded(
+                    "too many sign-ups from this address; try again later",
+                    code="signup_throttled",
+                    headers={"Retry-After": str(max(1, int(retry.total_seconds()) + 1))},
+                )
+            execute(
+                conn,
+                "INSERT INTO login_failures (scope, key) VALUES ('signup', %(k)s)",
+                {"k": address},
+                table="login_failures",
+            )

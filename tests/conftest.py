@@ -44,6 +44,9 @@ def base_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
         "DEEPLENS_DATA_DIR": str(data_dir),
         "DEEPLENS_BCRYPT_ROUNDS": "4",
         "DEEPLENS_BROKER_AUTOSTART": "0",
+        # Tests sign up many tenants from one address (tests/integration/test_security.py
+        # checks the limit itself).
+        "DEEPLENS_SIGNUPS_PER_ADDRESS_PER_HOUR": "100000",
     }
     env.update(extra)
     return env

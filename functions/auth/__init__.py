@@ -6,6 +6,7 @@ GET /api/auth/me; GET /.well-known/jwks.json. The only function that holds the s
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -48,6 +49,11 @@ class MeOut(ApiModel):
 @router.post("/api/auth/login", response_model=TokenPair, response_model_by_alias=True)
 async def login(body: LoginIn, request: Request) -> TokenPair:
     c = container(request)
+    # An account under attack answers slowly (never refuses: shared/usage.py LoginThrottle);
+    # the wait is on the event loop, so it holds no thread.
+    delay = await run_in_threadpool(c.throttle.delay, body.email)
+    if delay:
+        await asyncio.sleep(delay)
     # bcrypt takes ~0.2 s at cost 12: off the event loop, or one login stalls every request.
     return await run_in_threadpool(
         c.sessions.login,

@@ -113,7 +113,8 @@ class ApiKeyCreatedOut(ApiModel):
 @router.post("/api/tenants", response_model=TenantCreatedOut, status_code=201)
 def create_tenant(body: TenantCreateIn, request: Request) -> TenantCreatedOut:
     """Public sign-up: a Free tenant with its owner, signed in. Tiers are changed by an
-    operator (PUT as system admin)."""
+    operator (PUT as system admin). Rate-limited per client address."""
+    container(request).signups.take(client_ip(request))
     tenant, pair = container(request).tenants.create(
         name=body.name,
         slug=body.slug,

@@ -128,7 +128,7 @@ class SessionService:
                 pair = self._issue(conn, user, family=uuid.uuid4(), ip=ip, ua=user_agent)
                 execute(conn, TOUCH_LOGIN, {"id": user.id}, table="users")
             if self.throttle is not None:
-                self.throttle.succeeded(email)
+                self.throttle.succeeded(email, ip)
             s.set_attribute("auth.result", "success")
             return pair
 

@@ -57,6 +57,7 @@ def start_platform(
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPLENS_")}
     env.update({"DEEPLENS_ENV": "test", "DEEPLENS_BCRYPT_ROUNDS": "4", "PYTHONUNBUFFERED": "1"})
+    env["DEEPLENS_SIGNUPS_PER_ADDRESS_PER_HOUR"] = "100000"  # tests sign up many tenants
     if database_url:
         env["DEEPLENS_DATABASE_URL"] = database_url
     env.update(extra_env or {})

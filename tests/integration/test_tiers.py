@@ -331,10 +331,14 @@ def test_collections_admin(platform: Platform) -> None:
     assert listed["experiments"]["dimension"] == 64
     assert listed[t["tenant"]["qdrantCollectionName"]]["dimension"] == 1280
     in_use = t["tenant"]["qdrantCollectionName"]
-    r = p.client.delete(f"/api/collections/{in_use}", headers=root)
-    assert r.status_code == 409 and r.json()["error"]["code"] == "collection_in_use"
+    # The active space is never deleted, force or not, nor re-created with another size.
+    for suffix in ("", "?force=true"):
+        r = p.client.delete(f"/api/collections/{in_use}{suffix}", headers=root)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "collection_active"
+    r = p.client.post(f"/api/collections/{in_use}", headers=root, json={"vectorSize": 64})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "collection_active"
+    assert listed[in_use]["dimension"] == 1280
     assert p.client.delete("/api/collections/experiments", headers=root).status_code == 204
-    assert p.client.delete(f"/api/collections/{in_use}?force=true", headers=root).status_code == 204
 
 
 def test_failed_events_list_inspect_replay(platform: Platform) -> None:
