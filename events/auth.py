@@ -13,7 +13,10 @@ import hmac
 import logging
 import os
 import secrets
+import ssl
 from pathlib import Path
+
+import jwt
 
 from shared.config import Settings
 
@@ -57,8 +60,55 @@ def sender_headers(settings: Settings) -> dict[str, str]:
 
 
 def check_sender(settings: Settings, authorization: str | None) -> bool:
-    """True when ``authorization`` carries the event token (constant-time compare)."""
-    token = event_token(settings)
-    if token is None or authorization is None or authorization[:7].lower() != "bearer ":
+    """True when ``authorization`` carries the event token (constant-time compare), or, with
+    ``events_auth = "oidc"``, a valid OIDC token issued for this service's audience."""
+    if authorization is None or authorization[:7].lower() != "bearer ":
         return False
-    return hmac.compare_digest(authorization[7:].strip().encode(), token.encode())
+    presented = authorization[7:].strip()
+    if settings.events_auth == "oidc":
+        return _check_oidc(settings, presented)
+    token = event_token(settings)
+    if token is None:
+        return False
+    return hmac.compare_digest(presented.encode(), token.encode())
+
+
+_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+_jwks: dict[str, jwt.PyJWKClient] = {}
+
+
+def _jwks_client(url: str) -> jwt.PyJWKClient:
+    """One cached JWKS client per URL. In a pod, the cluster's JWKS endpoint wants the pod's
+    service-account token and trusts the cluster CA."""
+    if url not in _jwks:
+        headers: dict[str, str] = {}
+        ssl_context = None
+        if url.startswith("https://kubernetes.default"):
+            if (_SA_DIR / "token").exists():
+                headers["Authorization"] = f"Bearer {(_SA_DIR / 'token').read_text().strip()}"
+            if (_SA_DIR / "ca.crt").exists():
+                ssl_context = ssl.create_default_context(cafile=str(_SA_DIR / "ca.crt"))
+        _jwks[url] = jwt.PyJWKClient(
+            url, cache_keys=True, lifespan=300, headers=headers, ssl_context=ssl_context
+        )
+    return _jwks[url]
+
+
+def _check_oidc(settings: Settings, token: str) -> bool:
+    if not settings.events_oidc_audience:
+        log.error("events_auth=oidc needs DEEPLENS_EVENTS_OIDC_AUDIENCE: refusing every event")
+        return False
+    try:
+        key = _jwks_client(settings.events_oidc_jwks_url).get_signing_key_from_jwt(token)
+        jwt.decode(
+            token,
+            key.key,
+            algorithms=["RS256", "ES256", "EdDSA"],
+            audience=settings.events_oidc_audience,
+            issuer=settings.events_oidc_issuer,
+            options={"require": ["exp", "aud"], "verify_iss": bool(settings.events_oidc_issuer)},
+        )
+    except jwt.PyJWTError as exc:
+        log.warning("event sender refused: %s", type(exc).__name__)
+        return False
+    return True

@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     # Shared secret the broker presents to the event endpoints (events/auth.py); generated
     # under the data dir in development when unset.
     events_token: SecretStr | None = None
+    # How event endpoints know the sender: "token" (the shared secret above; the local broker)
+    # or "oidc" (Knative Eventing's sender identity: a JWT for events_oidc_audience, verified
+    # against the cluster's JWKS; infra/knative sets this on every service).
+    events_auth: Literal["token", "oidc"] = "token"
+    events_oidc_jwks_url: str = "https://kubernetes.default.svc/openid/v1/jwks"
+    events_oidc_audience: str | None = None
+    events_oidc_issuer: str | None = None
     sweeper_stuck_seconds: float = 120
     sweeper_interval_seconds: float = 15
     # Near-duplicates: calibrated similarity at or above this joins a duplicate group; within

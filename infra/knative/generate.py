@@ -145,6 +145,11 @@ def from_config(name: str, cm: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"configMapKeyRef": {"name": cm, "key": key}}}
 
 
+def audience(function: str) -> str:
+    """The OIDC audience of a function's event endpoints (Trigger subscriber.audience)."""
+    return f"deeplens-{function}"
+
+
 def service(name: str) -> dict[str, Any]:
     p = PROFILE[name]
     annotations = {
@@ -158,6 +163,10 @@ def service(name: str) -> dict[str, Any]:
         from_secret("DEEPLENS_STORAGE__ACCESS_KEY", "deeplens-secrets", "s3-access-key"),
         from_secret("DEEPLENS_STORAGE__SECRET_KEY", "deeplens-secrets", "s3-secret-key"),
         from_config("DEEPLENS_JWT__PUBLIC_KEY", "deeplens-jwt", "public.pem"),
+        # Event endpoints accept Knative Eventing's OIDC sender identity for this service's
+        # audience only (events/auth.py; the Triggers name the same audience).
+        env_var("DEEPLENS_EVENTS_AUTH", "oidc"),
+        env_var("DEEPLENS_EVENTS_OIDC_AUDIENCE", audience(name)),
     ]
     if name == "auth":  # the only holder of the signing key
         env.append(from_secret("DEEPLENS_JWT__PRIVATE_KEY", "deeplens-jwt-signing", "private.pem"))
@@ -240,6 +249,7 @@ def trigger(t: Any) -> dict[str, Any]:
                     "name": f"deeplens-{t.function}",
                 },
                 "uri": t.path,
+                "audience": audience(t.function),
             },
         },
     }

@@ -92,36 +92,38 @@ def test_fuzz_every_operation_with_every_role(fuzz_target: Any) -> None:
     assert not [op for op in operations if op.path.startswith("/events/")]
     failures: list[str] = []
     calls = 0
+
+    def fuzz(operation: Any, mode: GenerationMode) -> None:
+        label = f"{operation.method.upper()} {operation.path} ({mode.value})"
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case: Any) -> None:
+            nonlocal calls
+            for role, headers in roles.items():
+                response = case.call(headers=headers)
+                calls += 1
+                try:
+                    case.validate_response(
+                        response, checks=[not_a_server_error, response_schema_conformance]
+                    )
+                except Exception as exc:  # noqa: BLE001 - collected, reported below
+                    failures.append(f"{label} as {role}: {str(exc)[:400]}")
+
+        try:
+            run()
+        except Unsatisfiable:
+            # Nothing to make invalid (no parameters, no body): positive mode covers it.
+            assert mode is GenerationMode.NEGATIVE
+
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any) -> None:
-                nonlocal calls
-                for role, headers in roles.items():
-                    response = case.call(headers=headers)
-                    calls += 1
-                    try:
-                        case.validate_response(
-                            response, checks=[not_a_server_error, response_schema_conformance]
-                        )
-                    except Exception as exc:  # noqa: BLE001 - collected, reported below
-                        failures.append(
-                            f"{operation.method.upper()} {operation.path} as {role}"
-                            f" ({mode.value}): {str(exc)[:400]}"
-                        )
-
-            try:
-                run()
-            except Unsatisfiable:
-                # Nothing to make invalid (no parameters, no body): positive mode covers it.
-                assert mode is GenerationMode.NEGATIVE
+            fuzz(operation, mode)
     print(f"schemathesis: {calls} requests over {len(operations)} operations, 5 roles")
     assert failures == [], "\n".join(failures[:20])

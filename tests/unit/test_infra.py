@@ -62,6 +62,7 @@ class Ref(Strict):
 class Destination(Strict):
     ref: Ref
     uri: str | None = None
+    audience: str | None = None  # OIDC sender identity (Knative Eventing authentication-oidc)
 
 
 class KService(Strict):
@@ -273,6 +274,35 @@ def test_triggers_match_the_trigger_table(objects: list[dict[str, Any]]) -> None
         assert spec["subscriber"]["ref"]["name"] == f"deeplens-{t.function}"
         assert spec["subscriber"]["uri"] == t.path
         assert _has_route(t.function, "POST", t.path)
+
+
+def test_event_endpoints_are_cluster_local_and_authenticated(
+    objects: list[dict[str, Any]],
+) -> None:
+    """Every service that consumes events is cluster-local (never on the public ingress) and
+    accepts only OIDC tokens for its own audience, the one its Triggers and sinks name."""
+    services = {o["metadata"]["name"]: o for o in of_kind(objects, "Service")}
+    consumers = {t.function for t in TRIGGERS} | {"dead-letter", "sweeper"}
+    audiences: dict[str, str] = {}
+    for obj in objects:
+        spec = obj.get("spec", {})
+        for dest in (
+            spec.get("subscriber"),
+            spec.get("sink"),
+            spec.get("delivery", {}).get("deadLetterSink"),
+        ):
+            if dest and dest["ref"]["kind"] == "Service":
+                audiences[dest["ref"]["name"]] = dest.get("audience", "")
+    for function in consumers:
+        svc = services[f"deeplens-{function}"]
+        labels = svc["metadata"]["labels"]
+        assert labels["networking.knative.dev/visibility"] == "cluster-local", function
+        env = {
+            e["name"]: e.get("value")
+            for e in svc["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["DEEPLENS_EVENTS_AUTH"] == "oidc"
+        assert env["DEEPLENS_EVENTS_OIDC_AUDIENCE"] == audiences[f"deeplens-{function}"]
 
 
 def _has_route(function: str, method: str, path: str, prefix: bool = False) -> bool:
