@@ -24,7 +24,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     from function import new
     from shared.config import Settings
-    from shared.embedded import embedded_database_url
+    from shared.embedded import embedded_database_url, exit_cleanly_on_sigterm
     from shared.localserver import LocalServer
     from shared.serving import uvicorn_options
 
@@ -33,6 +33,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.database_url:
         env["DEEPLENS_DATABASE_URL"] = embedded_database_url(settings.data_dir)
+        exit_cleanly_on_sigterm()
         log.info("using embedded PostgreSQL under %s", settings.data_dir / "postgres")
     fn = new()
     app = LocalServer(fn, env)
