@@ -87,7 +87,7 @@ def exit_cleanly_on_sigterm() -> None:
     stops the embedded server in one). uvicorn re-raises the signal after its own shutdown,
     and the default action would kill the process with the server still running."""
 
-    def _exit(signum: int, _frame: Any) -> None:
+    def _exit(_signum: int, _frame: Any) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _exit)
