@@ -148,36 +148,46 @@ class ImageService:
                 same = fetch_one(
                     conn, SAME_BYTES, {"t": tenant_id, "sha": digest}, table="images", row=ImageRow
                 )
-                if same is not None:
-                    s.set_attribute("image.duplicate_of", str(same.id))
-                    return same, True
-                UsageService.check_storage(conn, tenant, len(data))
-                row = fetch_one(
-                    conn,
-                    INSERT_IMAGE,
-                    {
-                        "id": image_id,
-                        "tenant_id": tenant_id,
-                        "filename": filename,
-                        "ctype": info.content_type,
-                        "size": len(data),
-                        "sha": digest,
-                        "w": info.width,
-                        "h": info.height,
-                        "key": key,
-                        "by": principal.user_id,
-                    },
-                    table="images",
-                    row=ImageRow,
-                )
-                execute(
-                    conn,
-                    "INSERT INTO usage_daily (tenant_id, day, uploads) VALUES"
-                    " (%(t)s, (now() AT TIME ZONE 'UTC')::date, 1)"
-                    " ON CONFLICT (tenant_id, day) DO UPDATE SET uploads = usage_daily.uploads + 1",
-                    {"t": tenant_id},
-                    table="usage_daily",
-                )
+                if same is None:
+                    UsageService.check_storage(conn, tenant, len(data))
+                    row = fetch_one(
+                        conn,
+                        INSERT_IMAGE,
+                        {
+                            "id": image_id,
+                            "tenant_id": tenant_id,
+                            "filename": filename,
+                            "ctype": info.content_type,
+                            "size": len(data),
+                            "sha": digest,
+                            "w": info.width,
+                            "h": info.height,
+                            "key": key,
+                            "by": principal.user_id,
+                        },
+                        table="images",
+                        row=ImageRow,
+                    )
+                    execute(
+                        conn,
+                        "INSERT INTO usage_daily (tenant_id, day, uploads) VALUES"
+                        " (%(t)s, (now() AT TIME ZONE 'UTC')::date, 1) ON CONFLICT"
+                        " (tenant_id, day) DO UPDATE SET uploads = usage_daily.uploads + 1",
+                        {"t": tenant_id},
+                        table="usage_daily",
+                    )
+            if same is not None:
+                s.set_attribute("image.duplicate_of", str(same.id))
+                if same.status == "uploaded":
+                    # Most likely the client's retry of an upload whose answer was lost, maybe
+                    # with the process that took it: the original may be missing and its event
+                    # may never have gone out. Store the (same) bytes and emit again now, rather
+                    # than leave the image to the sweeper; every step is idempotent.
+                    self.storage.put(
+                        tenant.minio_bucket_name, same.original_key, data, info.content_type
+                    )
+                    self._publish_uploaded(same, tenant.minio_bucket_name)
+                return same, True
             try:
                 self.storage.put(tenant.minio_bucket_name, key, data, info.content_type)
             except BaseException:
@@ -190,23 +200,26 @@ class ImageService:
                     )
                 raise
             assert row is not None
-            self.publisher.publish(
-                make_event(
-                    types.IMAGE_UPLOADED,
-                    ImageUploaded(
-                        image_id=image_id,
-                        tenant_id=tenant_id,
-                        bucket=tenant.minio_bucket_name,
-                        key=key,
-                        filename=filename,
-                        content_type=info.content_type,
-                        size_bytes=len(data),
-                        sha256=digest,
-                    ),
-                    source="/deeplens/images",
-                )
-            )
+            self._publish_uploaded(row, tenant.minio_bucket_name)
             return row, False
+
+    def _publish_uploaded(self, row: ImageRow, bucket: str) -> None:
+        self.publisher.publish(
+            make_event(
+                types.IMAGE_UPLOADED,
+                ImageUploaded(
+                    image_id=row.id,
+                    tenant_id=row.tenant_id,
+                    bucket=bucket,
+                    key=row.original_key,
+                    filename=row.filename,
+                    content_type=row.content_type,
+                    size_bytes=row.size_bytes,
+                    sha256=row.sha256,
+                ),
+                source="/deeplens/images",
+            )
+        )
 
     def get(self, principal: Principal, image_id: uuid.UUID) -> ImageRow:
         tenant_id = principal.require_tenant()

@@ -363,3 +363,23 @@ def test_docs_are_self_hosted_with_a_csp(identity: Platform) -> None:
     js = identity.client.get("/docs/app.js")
     assert js.status_code == 200 and "openapi.json" in js.text
     assert identity.client.get("/redoc").status_code == 404
+
+
+def test_retry_of_an_upload_whose_answer_was_lost_restarts_it_at_once(platform: Platform) -> None:
+    """The process died after the row was written, before the object and the event: the
+    client's retry (same bytes) stores the original and emits again, no sweeper wait."""
+    from tests.integration.test_pipeline import queued, upload
+
+    p = platform
+    t = p.signup()
+    blob = encode(photo("coffee.png"))
+    first = upload(p, t, "a.jpg", blob).json()
+    bucket = t["tenant"]["minioBucketName"]
+    with p.container.db.tx() as conn:
+        conn.execute("DELETE FROM broker_deliveries")
+    p.container.storage.delete(bucket, f"images/{first['imageId']}/original")
+    again = upload(p, t, "a.jpg", blob)
+    assert again.status_code == 200 and again.json()["imageId"] == first["imageId"]
+    [delivery] = queued(p)
+    assert delivery["event"]["data"]["imageId"] == first["imageId"]
+    assert p.container.storage.get(bucket, f"images/{first['imageId']}/original") == blob
