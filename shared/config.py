@@ -90,8 +90,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = 50_000_000
     # Memory budget for decoding (shared/imaging.py): one image may decode to at most
     # max_decoded_bytes, and the decodes running at once in a process share decode_budget_bytes.
-    max_decoded_bytes: int = 200 * 1024 * 1024
-    decode_budget_bytes: int = 400 * 1024 * 1024
+    max_decoded_bytes: int = 256 * 1024 * 1024
+    decode_budget_bytes: int = 512 * 1024 * 1024
     # Slow clients (slowloris): request headers must arrive within header_timeout_seconds
     # (deeplens up's server), and each read of a body within body_read_timeout_seconds.
     header_timeout_seconds: float = 10.0

@@ -1,7 +1,7 @@
 """The memory budget for decoding images (used by shared/imaging.py).
 
 A pixel limit alone does not bound memory: a 160 KB zero-filled 7000×7000 PNG passes it and
-decodes to ~200 MB, and a few at once took a server to gigabytes that it kept. So:
+decodes to ~200 MB (Pillow keeps RGB at 4 bytes a pixel), and a few at once took a server to gigabytes that it kept. So:
 
 - each decode's cost is estimated from its header (width × height × bytes per pixel, plus the
   RGB copy a conversion makes) and refused past ``max_decoded_bytes`` (413);
@@ -68,7 +68,7 @@ def trim() -> None:
         _LIBC.malloc_trim(0)
 
 
-_budget = DecodeBudget(400 * 1024 * 1024, 200 * 1024 * 1024)
+_budget = DecodeBudget(512 * 1024 * 1024, 256 * 1024 * 1024)
 
 
 def configure(budget_bytes: int, max_decoded_bytes: int) -> None:

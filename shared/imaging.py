@@ -77,8 +77,6 @@ def open_image_sized(
                     f"image is {w}x{h}: over the {max_pixels} pixel limit",
                     code="image_too_many_pixels",
                 )
-            if src.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                w, h = h, w
             if draft is not None and fmt == "JPEG":
                 # (PIL keeps the decoded size at or above the request.)
                 src.draft("RGB", draft)
@@ -91,15 +89,20 @@ def open_image_sized(
                     code="image_too_large_decoded",
                 )
             with limits.reserve(cost):
+                # (PNG's getexif() decodes the whole image to find a trailing eXIf chunk: it
+                # must run inside the budget, never before it.)
                 src.load()
-                img: Image.Image = ImageOps.exif_transpose(src) or src
-                rgb = _to_rgb(img)
-                del img
-                src.close()
+                if src.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    w, h = h, w
+                # In place: the default returns a full copy even when nothing is rotated.
+                ImageOps.exif_transpose(src, in_place=True)
+                rgb = _to_rgb(src)
                 if draft is not None:
                     # Formats without draft decoding (PNG, WebP): shrink inside the budget,
                     # so only the small image outlives it.
                     rgb = _shrink(rgb, draft)
+                if rgb is not src:
+                    src.close()
             return rgb, (w, h)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(
@@ -115,11 +118,12 @@ def decoded_cost(src: Image.Image) -> int:
     """Bytes a decode of ``src`` (at its current, possibly draft-reduced, size) will hold at
     its peak: the decoded pixels, plus an RGB copy when it must be converted."""
     w, h = src.size
-    bands = len(src.getbands())
-    depth = 4 if src.mode in ("I", "F") else 2 if src.mode.startswith("I;16") else 1
-    cost = w * h * bands * depth
+    # Pillow stores 1-byte modes (1, L, P) as bytes, I;16 as 2 bytes, every other mode
+    # (RGB included) as 4 bytes per pixel.
+    depth = 1 if src.mode in ("1", "L", "P") else 2 if src.mode.startswith("I;16") else 4
+    cost = w * h * depth
     if src.mode != "RGB":
-        cost += w * h * 3 * (2 if "A" in src.mode or "transparency" in src.info else 1)
+        cost += w * h * 4 * (2 if "A" in src.mode or "transparency" in src.info else 1)
     return cost
 
 
