@@ -1,7 +1,8 @@
 """The memory budget for decoding images (used by shared/imaging.py).
 
 A pixel limit alone does not bound memory: a 160 KB zero-filled 7000×7000 PNG passes it and
-decodes to ~200 MB (Pillow keeps RGB at 4 bytes a pixel), and a few at once took a server to gigabytes that it kept. So:
+decodes to ~200 MB (Pillow keeps RGB at 4 bytes a pixel), and a few at once took a server to
+gigabytes that it kept. So:
 
 - each decode's cost is estimated from its header (width × height × bytes per pixel, plus the
   RGB copy a conversion makes) and refused past ``max_decoded_bytes`` (413);

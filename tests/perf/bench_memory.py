@@ -1,10 +1,11 @@
 """Memory under a burst of decompression-bomb-like uploads (issue 13): N concurrent zero-filled
 maximum-size PNGs (7071×7071, ~50 MP, ~150 KB each) against ``deeplens up``.
 
-Measures the platform's resident memory (process and children) before, at the peak, and 10 s
-after the burst, with the decode memory budget (the default) and, as the same-run baseline,
-with the budget lifted (``DEEPLENS_DECODE_BUDGET_BYTES`` / ``DEEPLENS_MAX_DECODED_BYTES`` huge:
-every decode at once, as before the fix). Target: the rise stays under 1 GB and comes back.
+Measures the platform's resident memory (process and children) before, at the peak, and 3 s
+after the pipeline has indexed every image, with the decode memory budget (the default) and,
+as the same-run baseline, with the budget lifted (``DEEPLENS_DECODE_BUDGET_BYTES`` and
+``DEEPLENS_MAX_DECODED_BYTES`` huge: every decode at once, as before the fix). Target: the
+rise stays under 1 GB and comes back.
 
     deeplens bench memory [--uploads 8]
 """
@@ -25,7 +26,7 @@ import httpx
 import psycopg
 from PIL import Image
 
-from tests.e2e.conftest import signup, start_platform
+from tests.e2e.conftest import signup, start_platform, wait_all
 from tests.perf._common import report
 
 SIDE = 7071  # 49,999,041 pixels: just under the 50 MP limit
@@ -78,7 +79,7 @@ def burst(admin_url: str, uploads: int, blob: bytes, env: dict[str, str]) -> dic
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
 
-        def one(i: int) -> int:
+        def one(i: int) -> tuple[int, str | None]:
             with httpx.Client(base_url=run.url, timeout=300) as c:
                 r = c.post(
                     "/api/images/upload",
@@ -87,19 +88,24 @@ def burst(admin_url: str, uploads: int, blob: bytes, env: dict[str, str]) -> dic
                     # IEND is ignored by decoders), so none is answered as a duplicate.
                     files={"file": (f"z{i}.png", blob + bytes([i]))},
                 )
-                return r.status_code
+                return r.status_code, r.json().get("imageId")
 
         t0 = time.monotonic()
         with ThreadPoolExecutor(uploads) as pool:
-            codes = list(pool.map(one, range(uploads)))
+            results = list(pool.map(one, range(uploads)))
         took = time.monotonic() - t0
-        time.sleep(10)
+        codes = [c for c, _ in results]
+        # "After": once the pipeline has decoded every image again (thumbnails, features).
+        wait_all(run.http, t["key_headers"], {i for _, i in results if i}, timeout=600)
+        pipeline = time.monotonic() - t0
+        time.sleep(3)
         done.set()
         sampler.join()
         after = tree_rss(run.proc.pid)
         return {
             "codes": ",".join(str(c) for c in sorted(set(codes))),
-            "seconds": round(took, 1),
+            "upload_s": round(took, 1),
+            "indexed_s": round(pipeline, 1),
             "before_mb": before / MB,
             "peak_rise_mb": (peak - before) / MB,
             "after_rise_mb": (after - before) / MB,
