@@ -78,3 +78,10 @@ def test_production_refuses_the_repository_templates() -> None:
     text = str(exc.value)
     for name in ("DATABASE_URL", "SECRET_KEY", "PRIVATE_KEY", "PUBLIC_KEY"):
         assert name in text
+
+
+def test_trusted_proxies_must_parse() -> None:
+    ok = Settings.from_env({"DEEPLENS_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"})
+    assert ok.trusted_proxies.startswith("10.0.0.0/8")
+    with pytest.raises(ValueError):
+        Settings.from_env({"DEEPLENS_TRUSTED_PROXIES": "not-an-address"})
