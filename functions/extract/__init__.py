@@ -2,8 +2,10 @@
 
 HTTP: POST /extract (multipart ``file``, optional ``model``) → {features, model, shape,
 processing_time_ms}; POST /extract/batch (multipart ``files``); GET /models; GET /health.
-Events: POST /events/extract consumes image.validated, replies features.extracted.
-The model is loaded once in start() (``warm``); concurrent requests are micro-batched.
+Events: POST /events/extract consumes image.validated and image.reembed (a model migration's
+backfill, a reindex), replies features.extracted. ``model`` may name any model reference
+(``name:pooling:size`` or a registered ONNX model): models other than the configured one are
+loaded on first use. The configured model is loaded in start() (``warm``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from events import types
 from events.codec import payload
 from events.http import read_event, reply
-from events.payloads import ImageValidated
+from events.payloads import ImageReembed, ImageValidated
 from shared.bootstrap import Container
 from shared.errors import InvalidInput
+from shared.features.embedder import Embedder
 from shared.features.registry import MODELS
 from shared.http import container
 
@@ -30,13 +34,20 @@ def warm(c: Container) -> None:
     _ = c.embedder
 
 
-def _check_model(c: Container, requested: object) -> str:
-    name = c.embedder.spec.name
-    if requested not in (None, "", name):
+def _embedder(c: Container, requested: object) -> Embedder:
+    """The configured model, or the one a model reference names (loaded on first use)."""
+    if requested in (None, "", c.embedder.spec.name, c.embedder.spec.ref):
+        return c.embedder
+    if not isinstance(requested, str):
+        raise InvalidInput("model must be a string", code="invalid_model_ref")
+    spec = c.models.spec(requested)
+    if not c.models.in_use(spec):
         raise InvalidInput(
-            f"this instance serves {name}; {requested} is not loaded", code="model_not_loaded"
+            f"this instance serves {c.embedder.spec.ref} and the models tenants use;"
+            f" {requested} is not one of them",
+            code="model_not_loaded",
         )
-    return name
+    return c.embedder_for(spec)
 
 
 @router.post("/extract")
@@ -46,10 +57,11 @@ async def extract(request: Request) -> dict[str, Any]:
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise InvalidInput("send the image as multipart field 'file'", code="file_required")
-    name = _check_model(c, form.get("model"))
+    embedder = await run_in_threadpool(_embedder, c, form.get("model"))
+    name = embedder.spec.name
     data = await upload.read()
     t0 = time.perf_counter()
-    features = await run_in_threadpool(c.embedder.embed, data)
+    features = await run_in_threadpool(embedder.embed, data)
     return {
         "features": features,
         "model": name,
@@ -67,10 +79,11 @@ async def extract_batch(request: Request) -> dict[str, Any]:
         raise InvalidInput("send images as multipart fields 'files'", code="files_required")
     if len(files) > 64:
         raise InvalidInput("at most 64 images per batch", code="batch_too_large")
-    name = _check_model(c, form.get("model"))
+    embedder = await run_in_threadpool(_embedder, c, form.get("model"))
+    name = embedder.spec.name
     blobs = [await f.read() for f in files]
     t0 = time.perf_counter()
-    vectors = await run_in_threadpool(c.embedder.embed_many, blobs)
+    vectors = await run_in_threadpool(embedder.embed_many, blobs)
     return {
         "results": [
             {"filename": f.filename, "features": v, "shape": [len(v)]}
@@ -109,6 +122,10 @@ def health(request: Request) -> dict[str, Any]:
 async def on_validated(request: Request) -> Response:
     c = container(request)
     event = await read_event(request)
+    if event.type == types.IMAGE_REEMBED:
+        r = payload(event, ImageReembed)
+        assert isinstance(r, ImageReembed)
+        return reply(await run_in_threadpool(c.pipeline.reembed, r, event))
     p = payload(event, ImageValidated)
     assert isinstance(p, ImageValidated)
     return reply(await run_in_threadpool(c.pipeline.extract, p, event))

@@ -1,7 +1,10 @@
 """search: POST /api/images/search — by image (multipart ``file``) or by vector (JSON).
 
 limit defaults to 10, threshold to 0.7; results [{imageId, similarity, filename, uploadedAt,
-thumbnailUrl}], only ever from the caller's tenant.
+thumbnailUrl}], only ever from the caller's tenant. Headers say which vector space answered
+(``X-DeepLens-Space``, ``X-DeepLens-Model``: every result comes from that one space) and the
+similarity scale (``X-DeepLens-Similarity``: calibrated, or raw cosine for a model without a
+fitted calibration).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -48,7 +51,7 @@ def _number(value: object, name: str, cast: type, default: float) -> float:
 
 
 @router.post("/api/images/search", response_model=list[SearchResult])
-async def search(request: Request, principal: Auth) -> list[SearchResult]:
+async def search(request: Request, response: Response, principal: Auth) -> list[SearchResult]:
     svc = container(request).search
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
@@ -61,8 +64,8 @@ async def search(request: Request, principal: Auth) -> list[SearchResult]:
         data = await upload.read()
         limit = int(_number(form.get("limit"), "limit", int, 10))
         threshold = float(_number(form.get("threshold"), "threshold", float, 0.7))
-        results = await run_in_threadpool(
-            svc.by_image, principal, data, limit=limit, threshold=threshold
+        results, answered = await run_in_threadpool(
+            svc.by_image_answered, principal, data, limit=limit, threshold=threshold
         )
     elif ctype.startswith("application/json"):
         try:
@@ -73,8 +76,8 @@ async def search(request: Request, principal: Auth) -> list[SearchResult]:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise InvalidInput(f"{field}: {first['msg']}", code="validation_error") from None
-        results = await run_in_threadpool(
-            svc.by_vector,
+        results, answered = await run_in_threadpool(
+            svc.by_vector_answered,
             principal,
             q.vector,
             limit=q.limit,
@@ -86,6 +89,9 @@ async def search(request: Request, principal: Auth) -> list[SearchResult]:
             "send multipart/form-data (file) or application/json (vector)",
             code="unsupported_content_type",
         )
+    response.headers["X-DeepLens-Space"] = answered.space
+    response.headers["X-DeepLens-Model"] = answered.model
+    response.headers["X-DeepLens-Similarity"] = "calibrated" if answered.calibrated else "raw"
     return [
         SearchResult(
             image_id=r.image_id,
