@@ -30,6 +30,7 @@ from shared.users import UserService
 if TYPE_CHECKING:
     from events.publisher import Publisher
     from shared.admin import AdminService
+    from shared.custom_models import CustomModels
     from shared.duplicates import DuplicateService
     from shared.features.embedder import Embedder
     from shared.images import ImageService
@@ -191,12 +192,21 @@ class Container:
             if key not in self._embedders:
                 from shared.features.embedder import build_embedder
 
+                if spec.arch == "onnx":
+                    self.custom_models.ensure_file(spec.name)
+
                 self._embedders[key] = build_embedder(self.settings, spec)
             return self._embedders[key]
 
     @cached_property
     def models(self) -> ModelSpaces:
         return ModelSpaces(self.db, lambda: self.vectors, self.settings)
+
+    @cached_property
+    def custom_models(self) -> CustomModels:
+        from shared.custom_models import CustomModels
+
+        return CustomModels(self.db, self.models, self.settings.data_dir / "models" / "custom")
 
     @cached_property
     def migrations(self) -> MigrationService:

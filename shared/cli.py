@@ -1,4 +1,4 @@
-"""The ``deeplens`` command: up, migrate, admin create, ingest, search."""
+"""The ``deeplens`` command: up, migrate, admin create, ingest, search, tenant, models, reindex."""
 
 from __future__ import annotations
 
@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     from shared.tenant_cli import add_tenant_commands
 
     add_tenant_commands(sub)
+    from shared.models_cli import add_models_commands
+
+    add_models_commands(sub)
     return parser
 
 

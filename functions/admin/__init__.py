@@ -3,7 +3,8 @@
 Routes: GET /api/tenants/{id}/analytics; POST /api/tenants/{id}/suspend, /reactivate;
 DELETE /api/tenants/{id}; GET /api/collections; POST/DELETE /api/collections/{name};
 GET /api/admin/failed-events, GET /api/admin/failed-events/{id},
-POST /api/admin/failed-events/{id}/replay.
+POST /api/admin/failed-events/{id}/replay; the model lifecycle under /api/admin/models
+(functions/admin/models.py).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
+from functions.admin.models import router as models_router
 from shared.admin import FailedEventRow
 from shared.auth.principal import Principal
 from shared.http import authenticated, container
 from shared.models import ApiModel
 
 router = APIRouter(tags=["admin"])
+router.include_router(models_router)
 Auth = Annotated[Principal, Depends(authenticated)]
 
 
