@@ -1,9 +1,9 @@
-"""``deeplens models …`` and ``deeplens reindex``: the model lifecycle, run against the
-database directly as the platform operator (the running platform's broker and extract
-function do the re-embedding).
+"""``deeplens models …`` and ``deeplens reindex``: the model lifecycle, through the running
+platform's admin API (the platform owns the vector engine and does the re-embedding), signed in
+as a system administrator (--email or DEEPLENS_ADMIN_EMAIL, DEEPLENS_ADMIN_PASSWORD).
 
     deeplens models migrate --to efficientnet-lite0:gem:320 [--tenant SLUG]
-    deeplens models status [--json]
+    deeplens models status [--json] [--watch SECONDS]
     deeplens models cutover | rollback | cleanup [--tenant SLUG]
     deeplens models register NAME --file PATH|--url URL --input-size N --dim D
                              [--mean a,b,c --std a,b,c --pooling inside|avg|gem]
@@ -13,28 +13,58 @@ function do the re-embedding).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import getpass
 import json
+import os
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from shared.errors import DeepLensError
-from shared.tenant_cli import OPERATOR, _container
+import httpx
 
 
 def _print(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def _tenant_id(c: Any, slug: str | None) -> uuid.UUID | None:
+def _client(args: argparse.Namespace) -> httpx.Client:
+    email = args.email or os.environ.get("DEEPLENS_ADMIN_EMAIL")
+    if not email:
+        raise SystemExit("sign in as a system administrator: --email or DEEPLENS_ADMIN_EMAIL")
+    password = os.environ.get("DEEPLENS_ADMIN_PASSWORD") or getpass.getpass(f"{email}: ")
+    client = httpx.Client(base_url=args.url, timeout=600)
+    r = client.post("/api/auth/login", json={"email": email, "password": password})
+    if r.status_code != 200:
+        raise SystemExit(f"sign-in failed ({r.status_code}): {r.text[:200]}")
+    client.headers["Authorization"] = f"Bearer {r.json()['accessToken']}"
+    return client
+
+
+def _tenant_id(client: httpx.Client, slug: str | None) -> str | None:
     if slug is None:
         return None
-    t = c.tenants.get_by_slug_internal(slug)
-    if t is None:
+    r = client.get(f"/api/tenants/slug/{slug}")
+    if r.status_code != 200:
         raise SystemExit(f"no tenant with slug {slug!r}")
-    return uuid.UUID(str(t.id))
+    return str(r.json()["id"])
+
+
+def _call(client: httpx.Client, method: str, path: str, **kw: Any) -> Any:
+    r = client.request(method, path, **kw)
+    if r.status_code >= 400:
+        try:
+            err = r.json()["error"]
+            msg = f"{err['code']}: {err['message']}"
+        except (ValueError, KeyError):
+            msg = r.text[:300]
+        raise _Failed(msg)
+    return r.json()
+
+
+class _Failed(Exception):
+    pass
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -73,70 +103,74 @@ def print_status(s: dict[str, Any]) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    c = _container(args)
-    try:
-        m = c.migrations
-        tenant = _tenant_id(c, getattr(args, "tenant", None))
-        action = args.models_command
-        if action == "migrate":
-            s = m.migrate(OPERATOR, args.to, tenant_id=tenant)
-            _print(f"migrating to {args.to}; dual-writing new uploads, backfill queued")
-            print_status(s)
-        elif action == "status":
-            while True:
-                s = m.status(OPERATOR, tenant_id=tenant)
-                if args.json:
-                    _print(json.dumps(s, indent=2, default=str))
-                else:
-                    print_status(s)
-                if not args.watch or s["totals"]["remaining"] == 0:
-                    break
-                time.sleep(args.watch)
-        elif action in ("cutover", "rollback", "cleanup"):
-            results = getattr(m, action)(OPERATOR, tenant_id=tenant)
-            for r in results:
-                _print(json.dumps(r))
-            if any(not r.get("ok", True) for r in results):
-                return 2
-        elif action == "register":
-            from shared.custom_models import Registration
-
-            source = args.url or str(Path(args.file).resolve())
-            out = c.custom_models.register(
-                OPERATOR,
-                Registration(
-                    name=args.name,
-                    source=source,
-                    input_size=args.input_size,
-                    mean=args.mean,
-                    std=args.std,
-                    dim=args.dim,
-                    pooling=args.pooling,
-                ),
-            )
-            _print(json.dumps(out, indent=2))
-        elif action == "list":
-            _print(json.dumps(c.custom_models.list(OPERATOR), indent=2))
-    except DeepLensError as exc:
-        sys.stderr.write(f"error: {exc.code}: {exc.message}\n")
-        return 1
-    finally:
-        c.close()
+    client = _client(args)
+    with contextlib.closing(client):
+        try:
+            tenant = _tenant_id(client, getattr(args, "tenant", None))
+            body = {"tenantId": tenant} if tenant else {}
+            action = args.models_command
+            if action == "migrate":
+                s = _call(client, "POST", "/api/admin/models/migrate", json={**body, "to": args.to})
+                _print(f"migrating to {args.to}: new uploads are written to both spaces,")
+                _print("the backfill runs below live priority; cut over when complete")
+                print_status(s)
+            elif action == "status":
+                while True:
+                    params = {"tenantId": tenant} if tenant else {}
+                    s = _call(client, "GET", "/api/admin/models", params=params)
+                    if args.json:
+                        _print(json.dumps(s, indent=2))
+                    else:
+                        print_status(s)
+                    if not args.watch or s["totals"]["remaining"] == 0:
+                        break
+                    time.sleep(args.watch)
+            elif action in ("cutover", "rollback", "cleanup"):
+                out = _call(client, "POST", f"/api/admin/models/{action}", json=body)
+                for r in out["tenants"]:
+                    _print(json.dumps(r))
+                if any(not r.get("ok", True) for r in out["tenants"]):
+                    return 2
+            elif action == "register":
+                source = args.url_source or str(Path(args.file).resolve())
+                reg = {
+                    "name": args.name,
+                    "source": source,
+                    "inputSize": args.input_size,
+                    "dimension": args.dim,
+                    "mean": list(args.mean),
+                    "std": list(args.std),
+                    "pooling": args.pooling,
+                }
+                _print(json.dumps(_call(client, "POST", "/api/admin/models/custom", json=reg)))
+            elif action == "list":
+                _print(json.dumps(_call(client, "GET", "/api/admin/models/custom"), indent=2))
+        except _Failed as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 1
     return 0
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
     if not args.all and not args.tenant:
         raise SystemExit("name a tenant (--tenant SLUG) or pass --all")
-    c = _container(args)
-    try:
-        n = c.migrations.reindex(OPERATOR, tenant_id=_tenant_id(c, args.tenant))
-        _print(f"reindexing the active space of {n} tenant(s); see `deeplens models status`")
-    except DeepLensError as exc:
-        sys.stderr.write(f"error: {exc.code}: {exc.message}\n")
-        return 1
-    finally:
-        c.close()
+    client = _client(args)
+    with contextlib.closing(client):
+        try:
+            tenant = _tenant_id(client, args.tenant)
+            out = _call(
+                client,
+                "POST",
+                "/api/admin/models/reindex",
+                json={"tenantId": tenant} if tenant else {},
+            )
+        except _Failed as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 1
+    _print(
+        f"reindexing the active space of {out['tenantsQueued']} tenant(s);"
+        " follow it with `deeplens models status`"
+    )
     return 0
 
 
@@ -144,8 +178,12 @@ def add_models_commands(sub: Any) -> None:
     models = sub.add_parser("models", help="change the model without downtime")
     msub = models.add_subparsers(dest="models_command", required=True)
 
+    def connect(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", default=os.environ.get("DEEPLENS_URL", "http://127.0.0.1:8080"))
+        p.add_argument("--email", help="a system administrator (or DEEPLENS_ADMIN_EMAIL)")
+
     def common(p: argparse.ArgumentParser, tenant: bool = True) -> None:
-        p.add_argument("--data-dir", type=Path)
+        connect(p)
         if tenant:
             p.add_argument("--tenant", help="one tenant (slug); default: the platform")
         p.set_defaults(func=cmd_models)
@@ -166,8 +204,8 @@ def add_models_commands(sub: Any) -> None:
     reg = msub.add_parser("register", help="register your own ONNX image encoder")
     reg.add_argument("name")
     src = reg.add_mutually_exclusive_group(required=True)
-    src.add_argument("--file")
-    src.add_argument("--url")
+    src.add_argument("--file", help="a path the platform can read")
+    src.add_argument("--from-url", dest="url_source", help="an http(s) URL")
     reg.add_argument("--input-size", type=int, required=True)
     reg.add_argument("--dim", type=int, required=True)
     reg.add_argument("--mean", type=_triple, default=(0.485, 0.456, 0.406))
@@ -180,5 +218,5 @@ def add_models_commands(sub: Any) -> None:
     group = rx.add_mutually_exclusive_group()
     group.add_argument("--tenant", help="one tenant (slug)")
     group.add_argument("--all", action="store_true")
-    rx.add_argument("--data-dir", type=Path)
+    connect(rx)
     rx.set_defaults(func=cmd_reindex)
