@@ -98,10 +98,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Retrieval quality on the dev set (tests/quality; from a source checkout)."""
+    """Retrieval quality on the dev set (tests/quality; from a source checkout). With
+    ``--model REF``: fit that model's calibration on the dev set and store it."""
     import importlib
 
     sys.path.insert(0, os.getcwd())
+    if args.model:
+        import json
+
+        from shared.bootstrap import Container
+        from shared.calibration import calibrate_model
+        from shared.config import Settings
+
+        ds = importlib.import_module("tests.quality.devset").build(args.faces)
+        c = Container(Settings.from_env(_settings_env(args)))
+        c.open()
+        try:
+            out = calibrate_model(c, args.model, ds.gallery, ds.queries, ds.query_target)
+        finally:
+            c.close()
+        sys.stdout.write(json.dumps(out) + "\n")
+        return 0
     importlib.import_module("tests.quality.eval").main(args.rest)
     return 0
 
@@ -138,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("eval", help="retrieval quality on the dev set (tests/quality)")
+    ev.add_argument("--model", help="fit and store this model's calibration (name:pooling:size)")
+    ev.add_argument("--faces", type=int, default=200, help="face distractors (with --model)")
+    ev.add_argument("--data-dir", type=Path)
     ev.add_argument("rest", nargs=argparse.REMAINDER, help="options for the evaluation")
     ev.set_defaults(func=cmd_eval)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from shared.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
+SPEC_TTL = 30.0  # seconds a resolved model (and its calibration) is cached
 
 
 @dataclass
@@ -92,6 +94,7 @@ class ModelSpaces:
     ) -> None:
         self.db, self._vectors, self.settings = db, vectors, settings
         self._specs: dict[str, ModelSpec] = {}
+        self._specs_at = time.monotonic()
         self._lock = threading.Lock()
 
     # --- models ------------------------------------------------------------------------------
@@ -103,6 +106,8 @@ class ModelSpaces:
         """The ModelSpec of a reference (built-in or registered), with its calibration:
         the fitted one if ``deeplens eval --model`` stored one, else the registry's, else None
         (similarities are then raw cosine)."""
+        if time.monotonic() - self._specs_at > SPEC_TTL:
+            self.forget()  # another process may have stored a calibration
         cached = self._specs.get(ref)
         if cached is not None:
             return cached
@@ -151,6 +156,7 @@ class ModelSpaces:
         """Drop cached specs (after a calibration is stored or a model registered)."""
         with self._lock:
             self._specs.clear()
+            self._specs_at = time.monotonic()
 
     # --- state -------------------------------------------------------------------------------
     def platform(self, conn: psycopg.Connection[Any]) -> dict[str, Any]:

@@ -4,6 +4,9 @@ of its own model (Enterprise) leaving others untouched, and bring-your-own ONNX 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,3 +328,30 @@ def test_own_onnx_model_registers_migrates_and_serves(
     assert resp.headers["x-deeplens-similarity"] == "raw"
     vec = p.client.get(f"/api/images/{ids[0]}/vector", headers=t["headers"])
     assert vec.status_code == 200 and len(vec.json()["vector"]) == 256
+
+    # Calibration follows the model: `deeplens eval --model` fits one on the dev set.
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DEEPLENS_")},
+        "DEEPLENS_DATABASE_URL": p.container.database_url,
+        "DEEPLENS_DATA_DIR": str(p.container.settings.data_dir),
+        "DEEPLENS_ENV": "test",
+    }
+    root_dir = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "eval", "--model", ref, "--faces", "5"],
+        env=env,
+        cwd=root_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    fitted = float(run.stdout.strip().splitlines()[-1].split('"rawCosineAt0.7": ')[1].split(",")[0])
+    assert 0.3 <= fitted <= 0.99
+    p.container.models.forget()  # the platform re-reads calibrations within SPEC_TTL anyway
+    _, _, resp = search_all(p, t, data[2])
+    assert resp.headers["x-deeplens-similarity"] == "calibrated"
+    top = resp.json()[0]
+    assert top["imageId"] == ids[2] and abs(top["similarity"] - 1.0) < 1e-3
+    models = {m["model"]: m for m in progress(p, root)["models"]}
+    assert models[ref]["similarity"] == "calibrated"
