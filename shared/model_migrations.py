@@ -67,7 +67,7 @@ SELECT * FROM backfills WHERE state = 'running' ORDER BY created_at, id LIMIT 1
 OUTSTANDING: LiteralString = """
 SELECT bi.image_id, bi.attempts, bi.queued_at < now() - make_interval(secs => %(stale)s) AS stale
 FROM backfill_items bi JOIN images i ON i.id = bi.image_id AND i.deleted_at IS NULL
-WHERE bi.backfill_id = %(b)s AND bi.failed_at IS NULL
+WHERE bi.backfill_id = %(b)s AND bi.failed_at IS NULL AND bi.done_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM image_spaces s WHERE s.image_id = bi.image_id
                   AND s.space = %(space)s)
 """
@@ -77,6 +77,7 @@ WHERE i.tenant_id = %(t)s AND i.deleted_at IS NULL AND i.status = 'indexed'
   AND NOT EXISTS (SELECT 1 FROM image_spaces s WHERE s.image_id = i.id AND s.space = %(space)s)
   AND NOT EXISTS (SELECT 1 FROM backfill_items bi WHERE bi.backfill_id = %(b)s
                   AND bi.image_id = i.id)
+  AND (%(cursor)s::uuid IS NULL OR i.id > %(cursor)s::uuid)
 ORDER BY i.id LIMIT %(n)s
 """
 
@@ -258,12 +259,25 @@ class MigrationService:
                     [
                         r["id"]
                         for r in fetch_dicts(
-                            conn, CANDIDATES, {**params, "n": room}, table="images"
+                            conn,
+                            CANDIDATES,
+                            {**params, "n": room, "cursor": b["cursor"]},
+                            table="images",
                         )
                     ]
                     if room > 0
                     else []
                 )
+                if room > 0 and not fresh and b["cursor"] is not None:
+                    # The end: one more pass from the start, for images that reached
+                    # 'indexed' behind the cursor.
+                    execute(
+                        conn,
+                        "UPDATE backfills SET cursor = NULL WHERE id = %(b)s",
+                        params,
+                        table="backfills",
+                    )
+                    continue
                 if not pending and not fresh:
                     execute(
                         conn,
@@ -294,6 +308,13 @@ class MigrationService:
                         " ON CONFLICT DO NOTHING",
                         {"b": b["id"], "i": image_id},
                         table="backfill_items",
+                    )
+                if fresh:
+                    execute(
+                        conn,
+                        "UPDATE backfills SET cursor = %(c)s WHERE id = %(b)s",
+                        {"c": max(fresh), "b": b["id"]},
+                        table="backfills",
                     )
                 queued += len(events)
                 break

@@ -252,6 +252,16 @@ class ModelSpaces:
             return False
         return True
 
+    def item_done(self, backfill_id: uuid.UUID, image_id: uuid.UUID) -> None:
+        with self.db.one() as conn:
+            execute(
+                conn,
+                "UPDATE backfill_items SET done_at = now()"
+                " WHERE backfill_id = %(b)s AND image_id = %(i)s",
+                {"b": backfill_id, "i": image_id},
+                table="backfill_items",
+            )
+
     def item_failed(self, backfill_id: uuid.UUID, image_id: uuid.UUID, error: str) -> None:
         with self.db.one() as conn:
             execute(

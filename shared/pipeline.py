@@ -444,6 +444,7 @@ class PipelineService:
                 if not self.models.record(row.id, row.tenant_id, p.space, p.ref or p.model):
                     vectors.delete(p.space, tenant_id=row.tenant_id, point_ids=[row.id])
         if p.backfill_id is not None:
+            self.models.item_done(p.backfill_id, p.image_id)
             self._migrations().top_up()
         return None
 

@@ -50,6 +50,9 @@ CREATE TABLE backfills (
     space text NOT NULL,
     kind text NOT NULL CHECK (kind IN ('migrate', 'reindex')),
     state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done', 'cancelled')),
+    -- The last image id queued: each batch continues after it (a final pass from the start
+    -- catches images that finished their pipeline behind the cursor).
+    cursor uuid,
     created_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
 );
@@ -61,10 +64,14 @@ CREATE TABLE backfill_items (
     image_id uuid NOT NULL,
     queued_at timestamptz NOT NULL DEFAULT now(),
     attempts integer NOT NULL DEFAULT 1,
+    done_at timestamptz,
     failed_at timestamptz,
     error text,
     PRIMARY KEY (backfill_id, image_id)
 );
+CREATE INDEX idx_backfill_items_open ON backfill_items (backfill_id)
+    WHERE done_at IS NULL AND failed_at IS NULL;
+CREATE INDEX idx_images_tenant_id ON images (tenant_id, id) WHERE deleted_at IS NULL;
 
 -- Operators' own ONNX encoders.
 CREATE TABLE custom_models (
