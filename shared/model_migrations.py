@@ -470,7 +470,10 @@ class MigrationService:
             return None
         # The vector index is counted too: image_spaces says what was written, the index
         # says what is there now.
-        points = self._vectors().count(st.other_space, tenant_id=t.id)
+        try:
+            points = self._vectors().count(st.other_space, tenant_id=t.id)
+        except NotFound:
+            points = 0
         with span("model.switch", tenant_id=t.id), self.db.tx() as conn:
             locked = fetch_one(
                 conn, LOCK_STATE, {"t": t.id}, table="tenant_models", row=TenantModels

@@ -202,6 +202,7 @@ class ModelSpaces:
             if tenant is None:
                 raise NotFound("tenant not found", code="tenant_not_found")
             plat = self.platform(conn)
+            active = self._model_of_space(tenant, str(plat["active_model"]))
             target = plat["target_model"]
             other = self.spec(target) if target else None
             other_space = space_for(tenant, other) if other else None
@@ -210,7 +211,7 @@ class ModelSpaces:
                 INIT_TENANT,
                 {
                     "t": tenant_id,
-                    "m": plat["active_model"],
+                    "m": active,
                     "s": tenant.qdrant_collection_name,
                     "om": target,
                     "os": other_space,
@@ -223,6 +224,24 @@ class ModelSpaces:
         if other is not None and row.other_space:
             self._vectors().ensure_space(row.other_space, other.dim)
         return row
+
+    def _model_of_space(self, tenant: TenantRow, platform_ref: str) -> str:
+        """The model whose vectors a tenant's existing space holds: the platform's, unless
+        the space's name says another built-in setting (the model setting was changed before
+        spaces were data); a dedicated space is assumed to hold the platform's model."""
+        space = tenant.qdrant_collection_name
+        if space_for(tenant, self.spec(platform_ref)) == space or not space.startswith("images_"):
+            return platform_ref
+        for name, base in MODELS.items():
+            for pooling in ("avg", "gem"):
+                for size in sorted({base.input_size, 224, 240, 256, 288, 320, 384}):
+                    spec = model_spec(name, pooling=pooling, input_size=size)
+                    if spec.space_name == space:
+                        log.warning(
+                            "tenant %s holds %s vectors in %s", tenant.slug, spec.ref, space
+                        )
+                        return spec.ref
+        return platform_ref
 
     def write_targets(self, tenant_id: uuid.UUID) -> list[WriteTarget]:
         """Where a new vector of this tenant goes: its active space first (the image's

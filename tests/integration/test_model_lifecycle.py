@@ -355,3 +355,29 @@ def test_own_onnx_model_registers_migrates_and_serves(
     assert top["imageId"] == ids[2] and abs(top["similarity"] - 1.0) < 1e-3
     models = {m["model"]: m for m in progress(p, root)["models"]}
     assert models[ref]["similarity"] == "calibrated"
+
+
+def test_changing_the_model_setting_hides_nothing(
+    database_url: str, tmp_path: Path, embedder: Any
+) -> None:
+    """The old failure: change the model setting, restart, and every image vanished from
+    search. Now tenants keep searching the space their images are in until migrated."""
+    from tests.conftest import make_platform
+
+    p = make_platform(database_url, tmp_path, embedder=embedder)
+    try:
+        broker = start_broker(p)
+        t = p.signup("Steady")
+        data = blobs(4)
+        ids = ingest(p, t, data, "s")
+        broker.stop()
+    finally:
+        p.fn.stop()
+    p = make_platform(database_url, tmp_path, env={"DEEPLENS_FEATURES__INPUT_SIZE": "320"})
+    try:
+        space, found, r = search_all(p, t, data[1])
+        assert space == t["tenant"]["qdrantCollectionName"] and "224" in space
+        assert r.headers["x-deeplens-model"] == "efficientnet-lite0:gem:224"
+        assert sorted(found) == sorted(ids) and found[0] == ids[1]
+    finally:
+        p.fn.stop()
