@@ -210,16 +210,16 @@ class Container:
 
     @cached_property
     def migrations(self) -> MigrationService:
+        from shared.backfill import Backfiller
         from shared.model_migrations import MigrationService
 
-        return MigrationService(
+        backfill = Backfiller(
             self.db,
-            self.models,
-            lambda: self.vectors,
             lambda: self.publisher,
             batch=self.settings.models_backfill_batch,
             stale_seconds=self.settings.models_backfill_stale_seconds,
         )
+        return MigrationService(self.db, self.models, lambda: self.vectors, backfill)
 
     @cached_property
     def publisher(self) -> Publisher:

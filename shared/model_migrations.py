@@ -18,9 +18,6 @@ from typing import TYPE_CHECKING, Any, LiteralString
 
 import psycopg
 
-from events import types
-from events.codec import Event, make_event
-from events.payloads import ImageReembed
 from shared.auth.principal import Principal
 from shared.db import Database, execute, fetch_all, fetch_dicts, fetch_one
 from shared.errors import Conflict, Forbidden, NotFound
@@ -29,11 +26,10 @@ from shared.models import TenantRow
 from shared.telemetry import span
 
 if TYPE_CHECKING:
-    from events.publisher import Publisher
+    from shared.backfill import Backfiller
     from shared.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
-TOP_UP_LOCK = 724016
 
 LIVE_TENANTS: LiteralString = (
     "SELECT * FROM tenants WHERE deleted_at IS NULL ORDER BY created_at, id"
@@ -60,26 +56,6 @@ SELECT count(*) AS n FROM backfill_items bi JOIN backfills b ON b.id = bi.backfi
 WHERE b.tenant_id = %(t)s AND b.space = %(space)s AND b.state <> 'cancelled'
   AND bi.failed_at IS NOT NULL
 """
-NEXT_BACKFILL: LiteralString = """
-SELECT * FROM backfills WHERE state = 'running' ORDER BY created_at, id LIMIT 1
-"""
-# Queued, not failed, not yet held by the space, image still live.
-OUTSTANDING: LiteralString = """
-SELECT bi.image_id, bi.attempts, bi.queued_at < now() - make_interval(secs => %(stale)s) AS stale
-FROM backfill_items bi JOIN images i ON i.id = bi.image_id AND i.deleted_at IS NULL
-WHERE bi.backfill_id = %(b)s AND bi.failed_at IS NULL AND bi.done_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM image_spaces s WHERE s.image_id = bi.image_id
-                  AND s.space = %(space)s)
-"""
-CANDIDATES: LiteralString = """
-SELECT i.id FROM images i
-WHERE i.tenant_id = %(t)s AND i.deleted_at IS NULL AND i.status = 'indexed'
-  AND NOT EXISTS (SELECT 1 FROM image_spaces s WHERE s.image_id = i.id AND s.space = %(space)s)
-  AND NOT EXISTS (SELECT 1 FROM backfill_items bi WHERE bi.backfill_id = %(b)s
-                  AND bi.image_id = i.id)
-  AND (%(cursor)s::uuid IS NULL OR i.id > %(cursor)s::uuid)
-ORDER BY i.id LIMIT %(n)s
-"""
 
 
 class MigrationService:
@@ -88,14 +64,14 @@ class MigrationService:
         db: Database,
         models: ModelSpaces,
         vectors: Callable[[], VectorIndex],
-        publisher: Callable[[], Publisher],
-        *,
-        batch: int = 16,
-        stale_seconds: float = 600.0,
+        backfill: Backfiller,
     ) -> None:
-        self.db, self.models = db, models
-        self._vectors, self._publisher = vectors, publisher
-        self.batch, self.stale_seconds = batch, stale_seconds
+        self.db, self.models, self.backfill = db, models, backfill
+        self._vectors = vectors
+
+    def top_up(self) -> int:
+        """Queue the next batch of the running backfill (see shared/backfill.py)."""
+        return self.backfill.top_up()
 
     # --- helpers ---------------------------------------------------------------------------
     def _tenants(self, tenant_id: uuid.UUID | None) -> list[TenantRow]:
@@ -186,27 +162,9 @@ class MigrationService:
                     {"m": spec.ref, "s": space, "t": t.id},
                     table="tenant_models",
                 )
-                self._new_backfill(conn, t.id, spec.ref, space, "migrate")
-        self.top_up()
+                self.backfill.new_job(conn, t.id, spec.ref, space, "migrate")
+        self.backfill.top_up()
         return self.status(principal, tenant_id=tenant_id)
-
-    def _new_backfill(
-        self, conn: psycopg.Connection[Any], tenant_id: uuid.UUID, ref: str, space: str, kind: str
-    ) -> None:
-        execute(
-            conn,
-            "UPDATE backfills SET state = 'cancelled', finished_at = now()"
-            " WHERE tenant_id = %(t)s AND space = %(s)s AND state = 'running'",
-            {"t": tenant_id, "s": space},
-            table="backfills",
-        )
-        execute(
-            conn,
-            "INSERT INTO backfills (id, tenant_id, model, space, kind)"
-            " VALUES (%(id)s, %(t)s, %(m)s, %(s)s, %(k)s)",
-            {"id": uuid.uuid4(), "t": tenant_id, "m": ref, "s": space, "k": kind},
-            table="backfills",
-        )
 
     def reindex(self, principal: Principal, *, tenant_id: uuid.UUID | None = None) -> int:
         """Rebuild each tenant's active space from the stored originals (after a lost or
@@ -225,118 +183,12 @@ class MigrationService:
                     {"t": t.id, "s": st.active_space},
                     table="image_spaces",
                 )
-                self._new_backfill(conn, t.id, st.active_model, st.active_space, "reindex")
+                self.backfill.new_job(conn, t.id, st.active_model, st.active_space, "reindex")
             n += 1
-        self.top_up()
+        self.backfill.top_up()
         return n
 
     # --- backfill --------------------------------------------------------------------------
-    def top_up(self) -> int:
-        """Queue the next bounded batch of the oldest running backfill (tenant by tenant);
-        finish backfills with nothing left. Safe to call from anywhere, any number of times:
-        one caller at a time does the work (an advisory lock), the rest return at once."""
-        queued = 0
-        with self.db.tx() as conn:
-            got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (TOP_UP_LOCK,)).fetchone()
-            if not got or not got[0]:
-                return 0
-            while True:
-                found = fetch_dicts(conn, NEXT_BACKFILL, table="backfills")
-                if not found:
-                    break
-                b = found[0]
-                params = {"b": b["id"], "space": b["space"], "t": b["tenant_id"]}
-                pending = fetch_dicts(
-                    conn, OUTSTANDING, {**params, "stale": self.stale_seconds}, table="backfills"
-                )
-                events = [
-                    self._event(b, r["image_id"], int(r["attempts"]) + 1)
-                    for r in pending
-                    if r["stale"]
-                ]
-                room = self.batch - len(pending)
-                fresh = (
-                    [
-                        r["id"]
-                        for r in fetch_dicts(
-                            conn,
-                            CANDIDATES,
-                            {**params, "n": room, "cursor": b["cursor"]},
-                            table="images",
-                        )
-                    ]
-                    if room > 0
-                    else []
-                )
-                if room > 0 and not fresh and b["cursor"] is not None:
-                    # The end: one more pass from the start, for images that reached
-                    # 'indexed' behind the cursor.
-                    execute(
-                        conn,
-                        "UPDATE backfills SET cursor = NULL WHERE id = %(b)s",
-                        params,
-                        table="backfills",
-                    )
-                    continue
-                if not pending and not fresh:
-                    execute(
-                        conn,
-                        "UPDATE backfills SET state = 'done', finished_at = now() WHERE id = %(b)s",
-                        params,
-                        table="backfills",
-                    )
-                    log.info("backfill %s (%s) done", b["id"], b["space"])
-                    continue
-                events += [self._event(b, image_id, 1) for image_id in fresh]
-                # Published before the items are committed: a crash in between leaves events
-                # whose items the next top-up writes (same ids, so the broker drops repeats).
-                for event in events:
-                    self._publisher().publish(event)
-                for r in pending:
-                    if r["stale"]:
-                        execute(
-                            conn,
-                            "UPDATE backfill_items SET attempts = attempts + 1, queued_at ="
-                            " now() WHERE backfill_id = %(b)s AND image_id = %(i)s",
-                            {"b": b["id"], "i": r["image_id"]},
-                            table="backfill_items",
-                        )
-                for image_id in fresh:
-                    execute(
-                        conn,
-                        "INSERT INTO backfill_items (backfill_id, image_id) VALUES (%(b)s, %(i)s)"
-                        " ON CONFLICT DO NOTHING",
-                        {"b": b["id"], "i": image_id},
-                        table="backfill_items",
-                    )
-                if fresh:
-                    execute(
-                        conn,
-                        "UPDATE backfills SET cursor = %(c)s WHERE id = %(b)s",
-                        {"c": max(fresh), "b": b["id"]},
-                        table="backfills",
-                    )
-                queued += len(events)
-                break
-        return queued
-
-    def _event(self, b: dict[str, Any], image_id: uuid.UUID, attempt: int) -> Event:
-        event = make_event(
-            types.IMAGE_REEMBED,
-            ImageReembed(
-                image_id=image_id,
-                tenant_id=b["tenant_id"],
-                model=b["model"],
-                space=b["space"],
-                backfill_id=b["id"],
-            ),
-            source="/deeplens/models",
-        )
-        event.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"reembed/{b['id']}/{image_id}/{attempt}"))
-        event.extensions["priority"] = "low"
-        return event
-
-    # --- status ----------------------------------------------------------------------------
     def status(self, principal: Principal, *, tenant_id: uuid.UUID | None = None) -> dict[str, Any]:
         """Where every tenant stands: spaces, images held by each, backfill progress (done,
         remaining, rate, ETA, failures) and whether similarities are calibrated."""

@@ -3,7 +3,7 @@ of ~1 MP photos with efficientnet-lite0 GeM 224 (the baseline rate), then migrat
 time the backfill from `migrate` to complete; upload→searchable latency of single live uploads
 on the idle platform and during the backfill (same run, same files).
 
-    deeplens bench migration [--images 300] [--singles 15]
+    deeplens bench migration [--images 300] [--singles 15] [--batch 16]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _remaining(http: httpx.Client, root: dict[str, str]) -> int:
     return int(http.get("/api/admin/models", headers=root).json()["totals"]["remaining"])
 
 
-def run(images: int, singles: int, admin_url: str) -> dict[str, Any]:
+def run(images: int, singles: int, admin_url: str, batch: int) -> dict[str, Any]:
     folder = Path(mkdtemp())
     blobs = photo_jpegs(images + 2 * singles, seed=5)
     for i, blob in enumerate(blobs[:images]):
@@ -52,7 +52,11 @@ def run(images: int, singles: int, admin_url: str) -> dict[str, Any]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     data_dir = Path(mkdtemp())
-    plat = start_platform(data_dir, database_url=db_url)
+    plat = start_platform(
+        data_dir,
+        database_url=db_url,
+        extra_env={"DEEPLENS_MODELS_BACKFILL_BATCH": str(batch)},
+    )
     try:
         env = {**os.environ, "DEEPLENS_DATABASE_URL": db_url, "DEEPLENS_DATA_DIR": str(data_dir)}
         subprocess.run(
@@ -115,6 +119,7 @@ def run(images: int, singles: int, admin_url: str) -> dict[str, Any]:
         "migration",
         rows,
         images=images,
+        backfill_batch=batch,
         singles_idle=len(idle),
         singles_during_backfill=len(busy),
         image_size="1280x800 JPEG q90",
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--images", type=int, default=300)
     p.add_argument("--singles", type=int, default=15)
+    p.add_argument("--batch", type=int, default=16, help="re-embeddings in flight")
     p.add_argument(
         "--admin-url",
         default=os.environ.get(
@@ -134,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
-    run(8 if a.smoke else a.images, 2 if a.smoke else a.singles, a.admin_url)
+    run(8 if a.smoke else a.images, 2 if a.smoke else a.singles, a.admin_url, a.batch)
 
 
 if __name__ == "__main__":
