@@ -52,7 +52,7 @@ class Backfiller:
         db: Database,
         publisher: Callable[[], Publisher],
         *,
-        batch: int = 16,
+        batch: int = 4,
         stale_seconds: float = 600.0,
     ) -> None:
         self.db, self._publisher = db, publisher

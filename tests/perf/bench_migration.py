@@ -3,7 +3,7 @@ of ~1 MP photos with efficientnet-lite0 GeM 224 (the baseline rate), then migrat
 time the backfill from `migrate` to complete; upload→searchable latency of single live uploads
 on the idle platform and during the backfill (same run, same files).
 
-    deeplens bench migration [--images 300] [--singles 15] [--batch 16]
+    deeplens bench migration [--images 300] [--singles 15] [--batch 4]
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--images", type=int, default=300)
     p.add_argument("--singles", type=int, default=15)
-    p.add_argument("--batch", type=int, default=16, help="re-embeddings in flight")
+    p.add_argument("--batch", type=int, default=4, help="re-embeddings in flight")
     p.add_argument(
         "--admin-url",
         default=os.environ.get(
