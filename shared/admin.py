@@ -162,6 +162,19 @@ class AdminService:
                 f"collection {name} still serves {row['n']} tenant(s); pass force",
                 code="collection_in_use",
             )
+        with self.db.tx() as conn:
+            [mig] = fetch_dicts(
+                conn,
+                "SELECT count(*) AS n FROM tenant_models WHERE other_space = %(n)s",
+                {"n": name},
+                table="tenant_models",
+            )
+        if mig["n"]:  # a migration's target or a kept previous space: `deeplens models cleanup`
+            raise Conflict(
+                f"collection {name} is part of a model migration of {mig['n']} tenant(s);"
+                " use deeplens models cleanup",
+                code="collection_in_migration",
+            )
         self._vectors().drop_space(name)
 
     # --- failed events ---------------------------------------------------------------------

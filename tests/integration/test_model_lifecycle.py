@@ -183,6 +183,8 @@ def _after_start(
 
     # Migrating again is refused until... no: after rollback the target is kept, so cutover
     # works again; cleanup abandons it and drops the space no tenant uses any more.
+    r = p.client.delete(f"/api/collections/{new_space}?force=true", headers=root)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "collection_in_migration"
     r = p.client.post("/api/admin/models/cleanup", headers=root, json={})
     assert r.status_code == 200, r.text
     names = [c["name"] for c in p.client.get("/api/collections", headers=root).json()]
