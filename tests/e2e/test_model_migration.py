@@ -253,6 +253,32 @@ def test_migration_with_continuous_search_crash_cutover_rollback_cleanup(
             data={"limit": "100", "threshold": "-1"},
         )
         assert r.headers["x-deeplens-space"] == old_space and len(r.json()) == len(every_a)
+        # `deeplens reindex` rebuilds the other tenant's active space from its originals.
+        out = cli(run, data_dir, "reindex", "--tenant", "staying-co")
+        assert "1 tenant" in out, out
+        with psycopg.connect(database_url) as conn:
+            deadline = time.monotonic() + 120
+            while True:
+                [(state,)] = conn.execute(
+                    "SELECT state FROM backfills WHERE kind = 'reindex' AND tenant_id = %s",
+                    (b["tenant"]["id"],),
+                ).fetchall()
+                if state == "done":
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+            [(n,)] = conn.execute(
+                "SELECT count(*) FROM image_spaces WHERE tenant_id = %s AND space = %s",
+                (b["tenant"]["id"], old_space),
+            ).fetchall()
+        assert n == len(ids_b)
+        r = run.http.post(
+            "/api/images/search",
+            headers=b["key_headers"],
+            files={"file": ("q.jpg", blobs[61])},
+            data={"limit": "100", "threshold": "-1"},
+        )
+        assert sorted(x["imageId"] for x in r.json()) == sorted(ids_b)
         print(f"\nkilled at {killed_at}; {len(sa.answers)} + {len(sb.answers)} searches, 0 failed")
     finally:
         for s in searchers:
