@@ -29,13 +29,14 @@ from shared.db import Database, execute, fetch_all
 log = logging.getLogger(__name__)
 
 # Claiming pushes next_attempt_at out by the lease: a delivery whose process died is picked up
-# again when the lease ends (that is the redelivery after a crash).
+# again when the lease ends (that is the redelivery after a crash). Higher priority first: live
+# work (0) is never queued behind background re-embedding (-1, see events.publisher.PRIORITY).
 CLAIM: LiteralString = """
 UPDATE broker_deliveries SET attempts = attempts + 1,
     next_attempt_at = now() + make_interval(secs => %(lease)s), updated_at = now()
 WHERE id IN (SELECT id FROM broker_deliveries
              WHERE status = 'pending' AND next_attempt_at <= now()
-             ORDER BY next_attempt_at, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+             ORDER BY priority DESC, next_attempt_at, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
 RETURNING id, event, subscriber, attempts
 """
 

@@ -47,6 +47,12 @@ class FeaturesExtracted(Payload):
     # Base64 of the little-endian float32 vector: ~7 KB instead of ~27 KB of JSON numbers,
     # and it crosses every JSON encode/decode of the event (several per hop) as one string.
     vector_b64: str = Field(description="base64 of little-endian float32, dim values")
+    # The model reference (name:pooling:size). primary: the image's pipeline vector for its
+    # active space; otherwise a copy for another space (migration target, previous space,
+    # reindex), which moves no pipeline status. backfillId: the re-embedding job, if any.
+    ref: str | None = None
+    primary: bool = True
+    backfill_id: uuid.UUID | None = None
 
     @model_validator(mode="after")
     def _vector_fits(self) -> FeaturesExtracted:
@@ -73,6 +79,12 @@ class ImageIndexed(Payload):
     model: str
 
 
+class ImageReembed(Payload):
+    model: str = Field(description="model reference name:pooling:size")
+    space: str
+    backfill_id: uuid.UUID | None = None
+
+
 class ImageFailed(Payload):
     stage: str
     code: str
@@ -90,6 +102,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     types.IMAGE_INDEXED: ImageIndexed,
     types.IMAGE_FAILED: ImageFailed,
     types.IMAGE_DELETED: ImageDeleted,
+    types.IMAGE_REEMBED: ImageReembed,
 }
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 SCHEMA_BASE = "https://deeplens.io/schemas/"

@@ -23,10 +23,14 @@ from shared.errors import TransientError
 log = logging.getLogger(__name__)
 
 ENQUEUE: LiteralString = """
-INSERT INTO broker_deliveries (event_id, event_type, trigger_name, subscriber, event)
-VALUES (%(id)s, %(type)s, %(trigger)s, %(subscriber)s, %(event)s)
+INSERT INTO broker_deliveries (event_id, event_type, trigger_name, subscriber, event, priority)
+VALUES (%(id)s, %(type)s, %(trigger)s, %(subscriber)s, %(event)s, %(priority)s)
 ON CONFLICT (event_id, trigger_name) DO NOTHING
 """
+
+
+# The ``priority`` extension: background work (re-embedding) is served after live work.
+PRIORITY = {"low": -1}
 
 
 class Publisher(Protocol):
@@ -48,6 +52,7 @@ def enqueue(conn: psycopg.Connection[Any], event: Event) -> int:
                 "trigger": trig.name,
                 "subscriber": trig.path,
                 "event": doc,
+                "priority": PRIORITY.get(event.extensions.get("priority", ""), 0),
             },
             table="broker_deliveries",
         )

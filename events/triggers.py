@@ -37,6 +37,7 @@ MINIO_KAFKA_SOURCE = "/apis/v1/namespaces/deeplens/kafkasources/minio-object-cre
 TRIGGERS: list[Trigger] = [
     Trigger("process-image-on-uploaded", types.IMAGE_UPLOADED, "process-image"),
     Trigger("extract-on-validated", types.IMAGE_VALIDATED, "extract"),
+    Trigger("extract-on-reembed", types.IMAGE_REEMBED, "extract"),
     Trigger("index-vector-on-extracted", types.FEATURES_EXTRACTED, "index-vector"),
     # MinIO bucket notifications, read from Kafka by the KafkaSource in infra/knative.
     Trigger(

@@ -183,6 +183,19 @@ class AdminService:
             raise Conflict(
                 f"collection {name} still holds vectors; pass force", code="collection_not_empty"
             )
+        with self.db.tx() as conn:
+            [mig] = fetch_dicts(
+                conn,
+                "SELECT count(*) AS n FROM tenant_models WHERE other_space = %(n)s",
+                {"n": name},
+                table="tenant_models",
+            )
+        if mig["n"]:  # a migration's target or a kept previous space: `deeplens models cleanup`
+            raise Conflict(
+                f"collection {name} is part of a model migration of {mig['n']} tenant(s);"
+                " use deeplens models cleanup",
+                code="collection_in_migration",
+            )
         self._vectors().drop_space(name)
 
     # --- failed events ---------------------------------------------------------------------
@@ -303,13 +316,22 @@ class AdminService:
         for t in tenants:
             with span("tenant.purge", tenant_id=t.id):
                 self._storage().remove_bucket(t.minio_bucket_name)
-                try:
-                    if t.qdrant_collection_name == f"tenant_{t.id}_images":
-                        self._vectors().drop_space(t.qdrant_collection_name)
-                    else:
-                        self._vectors().delete_tenant(t.qdrant_collection_name, tenant_id=t.id)
-                except NotFound:
-                    pass
+                with self.db.tx() as conn:
+                    others = fetch_dicts(
+                        conn,
+                        "SELECT other_space AS s FROM tenant_models WHERE tenant_id = %(t)s"
+                        " AND other_space IS NOT NULL",
+                        {"t": t.id},
+                        table="tenant_models",
+                    )
+                for space in {t.qdrant_collection_name} | {o["s"] for o in others}:
+                    try:
+                        if space.startswith(f"tenant_{t.id}_"):
+                            self._vectors().drop_space(space)
+                        else:
+                            self._vectors().delete_tenant(space, tenant_id=t.id)
+                    except NotFound:
+                        pass
                 with self.db.tx() as conn:
                     execute(
                         conn,

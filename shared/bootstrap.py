@@ -7,6 +7,7 @@ Tests pass other adapters by keyword. Resources that a function does not need ar
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -19,7 +20,8 @@ from shared.auth.sessions import SessionService
 from shared.config import Settings
 from shared.db import Database, migrate
 from shared.embedded import embedded_database_url
-from shared.features.registry import spec_for
+from shared.features.registry import ModelSpec, spec_for
+from shared.model_spaces import ModelSpaces
 from shared.models import TenantRow
 from shared.tenants import TenantService
 from shared.usage import LoginThrottle, SignupLimiter, UsageService
@@ -28,9 +30,11 @@ from shared.users import UserService
 if TYPE_CHECKING:
     from events.publisher import Publisher
     from shared.admin import AdminService
+    from shared.custom_models import CustomModels
     from shared.duplicates import DuplicateService
     from shared.features.embedder import Embedder
     from shared.images import ImageService
+    from shared.model_migrations import MigrationService
     from shared.pipeline import PipelineService
     from shared.search import SearchService
     from shared.storage import ObjectStore
@@ -60,6 +64,8 @@ class Container:
         self.db = Database(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
         self._storage, self._vectors, self._embedder = storage, vectors, embedder
         self._publisher = publisher
+        self._embedders: dict[str, Embedder] = {}
+        self._embedders_lock = threading.Lock()
 
     def open(self) -> None:
         from shared import decoding
@@ -73,6 +79,8 @@ class Container:
             self.vectors.close()
         if "embedder" in self.__dict__ and self._embedder is None:
             self.embedder.close()
+        for other in self._embedders.values():
+            other.close()
         self.db.close()
 
     # --- identity --------------------------------------------------------------------------
@@ -111,7 +119,7 @@ class Container:
             self.db,
             self.sessions,
             bucket_prefix=self.settings.storage.bucket_prefix,
-            space=spec_for(self.settings.features).space_name,
+            space=lambda: self.models.platform_space(),
             provision=self.provision,
         )
 
@@ -151,9 +159,7 @@ class Container:
     def provision(self, tenant: TenantRow) -> None:
         """Make the tenant's bucket and vector space (idempotent)."""
         self.storage.ensure_bucket(tenant.minio_bucket_name)
-        self.vectors.ensure_space(
-            tenant.qdrant_collection_name, spec_for(self.settings.features).dim
-        )
+        self.vectors.ensure_space(tenant.qdrant_collection_name, self.models.platform_spec().dim)
 
     # --- pipeline adapters -----------------------------------------------------------------
     @cached_property
@@ -180,6 +186,48 @@ class Container:
 
         return build_embedder(self.settings)
 
+    def embedder_for(self, spec: ModelSpec) -> Embedder:
+        """The embedder of a model, loaded once per instance (under a lock: a model is
+        loaded by one thread while the others wait). The settings' model is ``embedder``."""
+        if spec.space_suffix == spec_for(self.settings.features).space_suffix:
+            return self.embedder
+        key = f"{spec.space_suffix}/{spec.onnx_path}"
+        found = self._embedders.get(key)
+        if found is not None:
+            return found
+        with self._embedders_lock:
+            if key not in self._embedders:
+                from shared.features.embedder import build_embedder
+
+                if spec.arch == "onnx":
+                    self.custom_models.ensure_file(spec.name)
+
+                self._embedders[key] = build_embedder(self.settings, spec)
+            return self._embedders[key]
+
+    @cached_property
+    def models(self) -> ModelSpaces:
+        return ModelSpaces(self.db, lambda: self.vectors, self.settings)
+
+    @cached_property
+    def custom_models(self) -> CustomModels:
+        from shared.custom_models import CustomModels
+
+        return CustomModels(self.db, self.models, self.settings.data_dir / "models" / "custom")
+
+    @cached_property
+    def migrations(self) -> MigrationService:
+        from shared.backfill import Backfiller
+        from shared.model_migrations import MigrationService
+
+        backfill = Backfiller(
+            self.db,
+            lambda: self.publisher,
+            batch=self.settings.models_backfill_batch,
+            stale_seconds=self.settings.models_backfill_stale_seconds,
+        )
+        return MigrationService(self.db, self.models, lambda: self.vectors, backfill)
+
     @cached_property
     def publisher(self) -> Publisher:
         if self._publisher is not None:
@@ -201,14 +249,29 @@ class Container:
         from shared.pipeline import PipelineService
 
         return PipelineService(
-            self.db, self.storage, lambda: self.vectors, lambda: self.embedder, self.settings
+            self.db,
+            self.storage,
+            lambda: self.vectors,
+            lambda: self.embedder,
+            self.settings,
+            models=self.models,
+            embedder_for=self.embedder_for,
+            migrations=lambda: self.migrations,
+            publisher=lambda: self.publisher,
         )
 
     @cached_property
     def search(self) -> SearchService:
         from shared.search import SearchService
 
-        return SearchService(self.db, self.vectors, lambda: self.embedder, self.settings)
+        return SearchService(
+            self.db,
+            self.vectors,
+            lambda: self.embedder,
+            self.settings,
+            models=self.models,
+            embedder_for=self.embedder_for,
+        )
 
     @cached_property
     def duplicates(self) -> DuplicateService:

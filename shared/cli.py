@@ -1,4 +1,4 @@
-"""The ``deeplens`` command: up, migrate, admin create, ingest, search."""
+"""The ``deeplens`` command: up, migrate, admin create, ingest, search, tenant, models, reindex."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = ["extract", "search", "http", "coldstart", "ingest", "memory"]
+BENCHMARKS = ["extract", "search", "http", "coldstart", "ingest", "memory", "migration"]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -101,10 +101,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Retrieval quality on the dev set (tests/quality; from a source checkout)."""
+    """Retrieval quality on the dev set (tests/quality; from a source checkout). With
+    ``--model REF``: fit that model's calibration on the dev set and store it."""
     import importlib
 
     sys.path.insert(0, os.getcwd())
+    if args.model:
+        import json
+
+        from shared.bootstrap import Container
+        from shared.calibration import calibrate_model
+        from shared.config import Settings
+
+        ds = importlib.import_module("tests.quality.devset").build(args.faces)
+        c = Container(Settings.from_env(_settings_env(args)))
+        c.open()
+        try:
+            out = calibrate_model(c, args.model, ds.gallery, ds.queries, ds.query_target)
+        finally:
+            c.close()
+        sys.stdout.write(json.dumps(out) + "\n")
+        return 0
     importlib.import_module("tests.quality.eval").main(args.rest)
     return 0
 
@@ -141,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("eval", help="retrieval quality on the dev set (tests/quality)")
+    ev.add_argument("--model", help="fit and store this model's calibration (name:pooling:size)")
+    ev.add_argument("--faces", type=int, default=200, help="face distractors (with --model)")
+    ev.add_argument("--data-dir", type=Path)
     ev.add_argument("rest", nargs=argparse.REMAINDER, help="options for the evaluation")
     ev.set_defaults(func=cmd_eval)
 
@@ -148,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     from shared.tenant_cli import add_tenant_commands
 
     add_tenant_commands(sub)
+    from shared.models_cli import add_models_commands
+
+    add_models_commands(sub)
     return parser
 
 

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     # (re-encoded, resized, recoloured), anything else a similar shot (burst, re-framing).
     near_duplicate_threshold: float = 0.9
     copy_max_hash_distance: int = 2
+    # Model migrations: images queued per backfill batch, and after how long a queued
+    # re-embedding with no result is queued again (its event presumed lost).
+    models_backfill_batch: int = 4
+    models_backfill_stale_seconds: float = 600
     jwt: JwtSettings = Field(default_factory=JwtSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)

@@ -18,7 +18,7 @@ from events.codec import make_event
 from events.payloads import ImageDeleted, ImageUploaded
 from shared.auth.principal import Principal
 from shared.config import Settings
-from shared.db import Database, execute, fetch_all, fetch_one
+from shared.db import Database, execute, fetch_all, fetch_dicts, fetch_one
 from shared.errors import Conflict, NotFound, PayloadTooLarge
 from shared.imaging import validate_upload
 from shared.models import TenantRow
@@ -313,7 +313,18 @@ class ImageService:
                 self.storage.delete(tenant.minio_bucket_name, thumb_key(row.id, size))
             # The tenant's space, not only row.vector_space: an image deleted mid-pipeline may
             # be indexed by a delivery already in flight.
-            for space in {row.vector_space, tenant.qdrant_collection_name} - {None}:
+            with self.db.tx() as conn:
+                # Every space that holds it, and the tenant's other space (a copy in flight).
+                held = fetch_dicts(
+                    conn,
+                    "SELECT space FROM image_spaces WHERE image_id = %(id)s UNION"
+                    " SELECT other_space FROM tenant_models WHERE tenant_id = %(t)s"
+                    " AND other_space IS NOT NULL",
+                    {"id": row.id, "t": row.tenant_id},
+                    table="image_spaces",
+                )
+            spaces = {row.vector_space, tenant.qdrant_collection_name} | {h["space"] for h in held}
+            for space in spaces - {None}:
                 try:
                     self._vectors().delete(str(space), tenant_id=row.tenant_id, point_ids=[row.id])
                 except NotFound:

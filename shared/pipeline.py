@@ -27,13 +27,14 @@ from events.payloads import (
     FeaturesExtracted,
     ImageFailed,
     ImageIndexed,
+    ImageReembed,
     ImageUploaded,
     ImageValidated,
 )
 from shared.config import Settings
 from shared.db import Database, execute, fetch_all, fetch_composed, fetch_one
 from shared.errors import DeepLensError, TransientError
-from shared.features.registry import spec_for
+from shared.features.registry import ModelSpec, spec_for
 from shared.images import ImageRow
 from shared.imaging import open_image_sized, perceptual_hash, thumbnails, validate_upload
 from shared.models import TenantRow
@@ -41,7 +42,10 @@ from shared.storage import ObjectStore, thumb_key
 from shared.telemetry import span
 
 if TYPE_CHECKING:
+    from events.publisher import Publisher
     from shared.features.embedder import Embedder
+    from shared.model_migrations import MigrationService
+    from shared.model_spaces import ModelSpaces
     from shared.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -73,9 +77,16 @@ class PipelineService:
         vectors: Callable[[], VectorIndex],
         embedder: Callable[[], Embedder],
         settings: Settings,
+        *,
+        models: ModelSpaces,
+        embedder_for: Callable[[ModelSpec], Embedder],
+        migrations: Callable[[], MigrationService],
+        publisher: Callable[[], Publisher],
     ):
         self.db, self.storage, self.settings = db, storage, settings
         self._vectors, self._embedder = vectors, embedder
+        self.models, self._embedder_for = models, embedder_for
+        self._migrations, self._publisher = migrations, publisher
 
     def _load(self, image_id: uuid.UUID, tenant_id: uuid.UUID) -> tuple[ImageRow, TenantRow] | None:
         """The image and its tenant in one round trip (every stage starts here)."""
@@ -262,49 +273,115 @@ class PipelineService:
 
     # --- extract -------------------------------------------------------------------------
     def extract(self, p: ImageValidated, cause: Event) -> Event | None:
+        """Embed into the tenant's active space (the reply); while the tenant keeps another
+        space (a migration target, or the previous space until cleanup), also embed with
+        that model and publish its features.extracted (dual-write)."""
         loaded = self._load(p.image_id, p.tenant_id)
         if loaded is None:
             return None
         row, tenant = loaded
         if row.status in ("failed", "uploaded", "indexed"):
             return None
-        embedder = self._embedder()
+        active, *others = self.models.write_targets(row.tenant_id)
         with span(
-            "image.extract", tenant_id=row.tenant_id, image_id=row.id, model=embedder.spec.name
+            "image.extract", tenant_id=row.tenant_id, image_id=row.id, model=active.spec.name
         ):
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:
-                vector = embedder.embed(data)
+                vector = self._embedder_for(active.spec).embed(data)
             except DeepLensError as exc:
                 if isinstance(exc, TransientError):
                     raise
                 return self._fail(row, "extract", exc, cause)
-            space = tenant.qdrant_collection_name
+            copies = []
+            for other in others:
+                try:
+                    copies.append((other, self._embedder_for(other.spec).embed(data)))
+                except DeepLensError as exc:
+                    if isinstance(exc, TransientError):
+                        raise
+                    # The other space then lacks this image, and cutover says so.
+                    log.warning("no %s vector for %s: %s", other.spec.ref, row.id, exc.code)
             with self.db.one() as conn:
                 execute(
                     conn,
                     "UPDATE images SET status = 'extracted', model = %(m)s,"
                     " vector_space = %(s)s, extracted_at = now(), updated_at = now()"
                     " WHERE id = %(id)s AND status = 'validated'",
-                    {"m": embedder.spec.name, "s": space, "id": row.id},
+                    {"m": active.spec.name, "s": active.space, "id": row.id},
                     table="images",
                 )
-        return make_event(
+            for other, vec in copies:
+                copy = self._features(row, other.spec, other.space, vec, cause, primary=False)
+                # Another id than the reply's (same type, image and cause otherwise).
+                copy.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{copy.id}/{other.space}"))
+                self._publisher().publish(copy)
+        return self._features(row, active.spec, active.space, vector, cause, primary=True)
+
+    def _features(
+        self,
+        row: ImageRow,
+        spec: ModelSpec,
+        space: str,
+        vector: list[float],
+        cause: Event,
+        *,
+        primary: bool,
+        backfill_id: uuid.UUID | None = None,
+    ) -> Event:
+        event = make_event(
             types.FEATURES_EXTRACTED,
             FeaturesExtracted(
                 image_id=row.id,
                 tenant_id=row.tenant_id,
-                model=embedder.spec.name,
+                model=spec.name,
                 dim=len(vector),
                 space=space,
                 vector_b64=FeaturesExtracted.pack(vector),
+                ref=spec.ref,
+                primary=primary,
+                backfill_id=backfill_id,
             ),
             source="/deeplens/extract",
             causation=cause,
         )
+        if "priority" in cause.extensions:
+            event.extensions["priority"] = cause.extensions["priority"]
+        return event
+
+    def reembed(self, p: ImageReembed, cause: Event) -> Event | None:
+        """Backfill or reindex: embed a stored original into ``p.space`` once. Skipped when
+        the space already holds the image (a redelivery, a crash replay) or is no longer one
+        of the tenant's spaces (cleaned up)."""
+        loaded = self._load(p.image_id, p.tenant_id)
+        if loaded is None:
+            return None
+        row, tenant = loaded
+        if row.status not in ("extracted", "indexed"):
+            return None  # still in the pipeline: its extraction writes every current space
+        if p.space not in self.models.state(row.tenant_id).spaces:
+            return None
+        if self.models.holds(row.id, p.space):
+            return None
+        spec = self.models.spec(p.model)
+        with span("image.reembed", tenant_id=row.tenant_id, image_id=row.id, model=spec.name):
+            data = self.storage.get(tenant.minio_bucket_name, row.original_key)
+            try:
+                vector = self._embedder_for(spec).embed(data)
+            except DeepLensError as exc:
+                if isinstance(exc, TransientError):
+                    raise
+                if p.backfill_id is not None:
+                    self.models.item_failed(p.backfill_id, row.id, f"{exc.code}: {exc.message}")
+                return None
+        return self._features(
+            row, spec, p.space, vector, cause, primary=False, backfill_id=p.backfill_id
+        )
 
     # --- index-vector --------------------------------------------------------------------
     def index(self, p: FeaturesExtracted, cause: Event) -> Event | None:
+        if not p.primary:
+            return self._index_copy(p)
         loaded = self._load(p.image_id, p.tenant_id)
         if loaded is None:
             return None
@@ -337,6 +414,7 @@ class PipelineService:
                     "model": p.model,
                 },
             )
+            self.models.record(row.id, row.tenant_id, p.space, p.ref or p.model)
             with self.db.one() as conn:
                 execute(
                     conn,
@@ -353,13 +431,40 @@ class PipelineService:
             causation=cause,
         )
 
+    def _index_copy(self, p: FeaturesExtracted) -> Event | None:
+        """A vector for another of the tenant's spaces: upsert, record, no status change;
+        a backfill's copy then tops up the next batch."""
+        loaded = self._load(p.image_id, p.tenant_id)
+        if loaded is not None and p.space in self.models.state(p.tenant_id).spaces:
+            row = loaded[0]
+            vectors = self._vectors()
+            with span("image.index_copy", tenant_id=row.tenant_id, image_id=row.id):
+                vectors.ensure_space(p.space, p.dim)
+                vectors.upsert(
+                    p.space,
+                    tenant_id=row.tenant_id,
+                    point_id=row.id,
+                    vector=p.vector,
+                    payload={
+                        "filename": row.filename,
+                        "uploadedAt": row.uploaded_at.isoformat(),
+                        "model": p.model,
+                    },
+                )
+                if not self.models.record(row.id, row.tenant_id, p.space, p.ref or p.model):
+                    vectors.delete(p.space, tenant_id=row.tenant_id, point_ids=[row.id])
+        if p.backfill_id is not None:
+            self.models.item_done(p.backfill_id, p.image_id)
+            self._migrations().top_up()
+        return None
+
     def _group_duplicates(self, row: ImageRow, p: FeaturesExtracted, vector: list[float]) -> None:
         """Join the near-duplicate group of the closest earlier image, if one is close enough.
 
         A group's root is its earliest upload, so grouping is the same whatever order the
         images are indexed in; the tenant row lock serialises concurrent indexing.
         """
-        spec = spec_for(self.settings.features)
+        spec = self.models.spec(p.ref) if p.ref else spec_for(self.settings.features)
         hits = self._vectors().search(
             p.space,
             tenant_id=row.tenant_id,

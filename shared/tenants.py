@@ -84,7 +84,7 @@ class TenantService:
         sessions: SessionService,
         *,
         bucket_prefix: str,
-        space: str,
+        space: str | Callable[[], str],
         provision: Provisioner | None = None,
     ):
         self.db, self.sessions = db, sessions
@@ -134,7 +134,11 @@ class TenantService:
                     "domain": domain,
                     "tier": tier,
                     "bucket": f"{self.bucket_prefix}{tenant_id.hex}"[:63],
-                    "collection": collection_for(tenant_id, self.space, settings),
+                    "collection": collection_for(
+                        tenant_id,
+                        self.space if isinstance(self.space, str) else self.space(),
+                        settings,
+                    ),
                     "max_storage": limits.max_storage_bytes,
                     "max_users": limits.max_users,
                     "max_calls": limits.max_api_calls_per_day,

@@ -3,7 +3,8 @@
 Routes: GET /api/tenants/{id}/analytics; POST /api/tenants/{id}/suspend, /reactivate;
 DELETE /api/tenants/{id}; GET /api/collections; POST/DELETE /api/collections/{name};
 GET /api/admin/failed-events, GET /api/admin/failed-events/{id},
-POST /api/admin/failed-events/{id}/replay.
+POST /api/admin/failed-events/{id}/replay; the model lifecycle under /api/admin/models
+(functions/admin/models.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import Field
 
+from functions.admin.models import router as models_router
 from shared.admin import FailedEventRow
 from shared.auth.principal import Principal
 from shared.http import authenticated, container
@@ -22,6 +24,9 @@ from shared.models import ApiModel
 from shared.validation import Limit, Offset
 
 router = APIRouter(tags=["admin"])
+# Flat, not include_router: every function's router lists its own routes (the route inventory
+# of the attack suite and the infra checks walk router.routes).
+router.routes.extend(models_router.routes)
 Auth = Annotated[Principal, Depends(authenticated)]
 
 

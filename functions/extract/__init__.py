@@ -2,8 +2,10 @@
 
 HTTP: POST /extract (multipart ``file``, optional ``model``) → {features, model, shape,
 processing_time_ms}; POST /extract/batch (multipart ``files``); GET /models; GET /health.
-Events: POST /events/extract consumes image.validated, replies features.extracted.
-The model is loaded once in start() (``warm``); concurrent requests are micro-batched.
+Events: POST /events/extract consumes image.validated and image.reembed (a model migration's
+backfill, a reindex), replies features.extracted. ``model`` may name any model reference
+(``name:pooling:size`` or a registered ONNX model): models other than the configured one are
+loaded on first use. The configured model is loaded in start() (``warm``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from events import types
 from events.codec import payload
 from events.http import EVENT_ROUTE, read_event, reply
-from events.payloads import ImageValidated
+from events.payloads import ImageReembed, ImageValidated
 from shared.auth.principal import Principal
 from shared.bootstrap import Container
 from shared.errors import InvalidInput
+from shared.features.embedder import Embedder
 from shared.features.registry import MODELS
 from shared.http import authenticated, container
 from shared.uploads import clean_filename, field, multipart_body, one_file, read_form
@@ -35,13 +39,20 @@ def warm(c: Container) -> None:
     _ = c.embedder
 
 
-def _check_model(c: Container, requested: object) -> str:
-    name = c.embedder.spec.name
-    if requested not in (None, "", name):
+def _embedder(c: Container, requested: object) -> Embedder:
+    """The configured model, or the one a model reference names (loaded on first use)."""
+    if requested in (None, "", c.embedder.spec.name, c.embedder.spec.ref):
+        return c.embedder
+    if not isinstance(requested, str):
+        raise InvalidInput("model must be a string", code="invalid_model_ref")
+    spec = c.models.spec(requested)
+    if not c.models.in_use(spec):
         raise InvalidInput(
-            f"this instance serves {name}; {requested} is not loaded", code="model_not_loaded"
+            f"this instance serves {c.embedder.spec.ref} and the models tenants use;"
+            f" {requested} is not one of them",
+            code="model_not_loaded",
         )
-    return name
+    return c.embedder_for(spec)
 
 
 @router.post("/extract", openapi_extra=multipart_body("file", fields=_MODEL_FIELD))
@@ -51,10 +62,11 @@ async def extract(request: Request, _: Auth) -> dict[str, Any]:
     c = container(request)
     form = await read_form(request, max_files=1)
     upload = one_file(form)
-    name = _check_model(c, field(form, "model"))
+    embedder = await run_in_threadpool(_embedder, c, field(form, "model"))
+    name = embedder.spec.name
     data = await upload.read()
     t0 = time.perf_counter()
-    features = await run_in_threadpool(c.embedder.embed, data)
+    features = await run_in_threadpool(embedder.embed, data)
     return {
         "features": features,
         "model": name,
@@ -80,10 +92,11 @@ async def extract_batch(request: Request, _: Auth) -> dict[str, Any]:
         raise InvalidInput(f"at most {MAX_BATCH} images per batch", code="batch_too_large")
     for f in files:
         clean_filename(f)
-    name = _check_model(c, field(form, "model"))
+    embedder = await run_in_threadpool(_embedder, c, field(form, "model"))
+    name = embedder.spec.name
     blobs = [await f.read() for f in files]
     t0 = time.perf_counter()
-    vectors = await run_in_threadpool(c.embedder.embed_many, blobs)
+    vectors = await run_in_threadpool(embedder.embed_many, blobs)
     return {
         "results": [
             {"filename": f.filename, "features": v, "shape": [len(v)]}
@@ -122,6 +135,10 @@ def health(request: Request) -> dict[str, Any]:
 async def on_validated(request: Request) -> Response:
     c = container(request)
     event = await read_event(request)
+    if event.type == types.IMAGE_REEMBED:
+        r = payload(event, ImageReembed)
+        assert isinstance(r, ImageReembed)
+        return reply(await run_in_threadpool(c.pipeline.reembed, r, event))
     p = payload(event, ImageValidated)
     assert isinstance(p, ImageValidated)
     return reply(await run_in_threadpool(c.pipeline.extract, p, event))

@@ -1,7 +1,10 @@
 """search: POST /api/images/search — by image (multipart ``file``) or by vector (JSON).
 
 limit defaults to 10, threshold to 0.7; results [{imageId, similarity, filename, uploadedAt,
-thumbnailUrl}], only ever from the caller's tenant.
+thumbnailUrl}], only ever from the caller's tenant. Headers say which vector space answered
+(``X-DeepLens-Space``, ``X-DeepLens-Model``: every result comes from that one space) and the
+similarity scale (``X-DeepLens-Similarity``: calibrated, or raw cosine for a model without a
+fitted calibration).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -63,7 +66,7 @@ _BODY["requestBody"]["content"]["application/json"] = {
 
 
 @router.post("/api/images/search", response_model=list[SearchResult], openapi_extra=_BODY)
-async def search(request: Request, principal: Auth) -> list[SearchResult]:
+async def search(request: Request, response: Response, principal: Auth) -> list[SearchResult]:
     svc = container(request).search
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
@@ -76,8 +79,8 @@ async def search(request: Request, principal: Auth) -> list[SearchResult]:
             raise InvalidInput("limit must be between 1 and 100", code="invalid_limit")
         if not -1 <= threshold <= 1:  # also refuses NaN
             raise InvalidInput("threshold must be between -1 and 1", code="invalid_threshold")
-        results = await run_in_threadpool(
-            svc.by_image, principal, data, limit=limit, threshold=threshold
+        results, answered = await run_in_threadpool(
+            svc.by_image_answered, principal, data, limit=limit, threshold=threshold
         )
     elif ctype.startswith("application/json"):
         try:
@@ -88,8 +91,8 @@ async def search(request: Request, principal: Auth) -> list[SearchResult]:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise InvalidInput(f"{field}: {first['msg']}", code="validation_error") from None
-        results = await run_in_threadpool(
-            svc.by_vector,
+        results, answered = await run_in_threadpool(
+            svc.by_vector_answered,
             principal,
             q.vector,
             limit=q.limit,
@@ -101,6 +104,9 @@ async def search(request: Request, principal: Auth) -> list[SearchResult]:
             "send multipart/form-data (file) or application/json (vector)",
             code="unsupported_content_type",
         )
+    response.headers["X-DeepLens-Space"] = answered.space
+    response.headers["X-DeepLens-Model"] = answered.model
+    response.headers["X-DeepLens-Similarity"] = "calibrated" if answered.calibrated else "raw"
     return [
         SearchResult(
             image_id=r.image_id,

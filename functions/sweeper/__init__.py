@@ -1,7 +1,8 @@
 """sweeper: on each tick (a PingSource in production, the local broker's timer locally)
-re-emits events for images stuck in a stage and purges deleted images' objects, vectors, rows.
+re-emits events for images stuck in a stage, purges deleted images' objects, vectors, rows,
+and tops up running model-migration backfills.
 
-POST /events/sweeper → 202 {restarted, purged}.
+POST /events/sweeper → 202 {restarted, purged, tenantsPurged, backfillQueued}.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ def sweep(c: Container) -> dict[str, Any]:
         c.images.purge(row)
         purged += 1
     tenants = c.admin.purge_deleted_tenants()
-    return {"restarted": restarted, "purged": purged, "tenantsPurged": tenants}
+    # Model migrations resume here after a crash (and stale re-embeddings are queued again).
+    backfill = c.migrations.top_up()
+    return {
+        "restarted": restarted,
+        "purged": purged,
+        "tenantsPurged": tenants,
+        "backfillQueued": backfill,
+    }
 
 
 @router.post("/events/sweeper", **EVENT_ROUTE)

@@ -37,11 +37,15 @@ class LocalEmbedder:
     request (``DEEPLENS_FEATURES__BACKEND``). Both share preprocessing and agree to
     cosine ≥ 0.999."""
 
-    def __init__(self, settings: Settings, *, random_weights: bool = False):
+    def __init__(
+        self, settings: Settings, *, random_weights: bool = False, spec: ModelSpec | None = None
+    ):
         f = settings.features
-        self.spec = spec_for(f)
+        self.spec = spec or spec_for(f)
         backend = f.backend
-        if backend == "auto":
+        if self.spec.arch == "onnx":
+            backend = "onnx"  # an operator's own encoder is an ONNX file
+        elif backend == "auto":
             cpu = f.device == "cpu" or (f.device == "auto" and _no_gpu_device())
             backend = "onnx" if cpu and _has_onnxruntime() else "torch"
         self.backend = backend
@@ -103,15 +107,15 @@ def _has_onnxruntime() -> bool:
 class HttpEmbedder:
     """POST /extract on the extract function (the GPU service in production)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, spec: ModelSpec | None = None):
         assert settings.features.extract_url
-        self.spec = spec_for(settings.features)
+        self.spec = spec or spec_for(settings.features)
         self.client = httpx.Client(base_url=settings.features.extract_url, timeout=30)
 
     def embed(self, data: bytes) -> list[float]:
         try:
             r = self.client.post(
-                "/extract", files={"file": ("image", data)}, data={"model": self.spec.name}
+                "/extract", files={"file": ("image", data)}, data={"model": self.spec.ref}
             )
         except httpx.HTTPError as exc:
             raise TransientError("extract service unreachable") from exc
@@ -132,7 +136,9 @@ class HttpEmbedder:
         self.client.close()
 
 
-def build_embedder(settings: Settings) -> Embedder:
+def build_embedder(settings: Settings, spec: ModelSpec | None = None) -> Embedder:
+    """The embedder for ``spec`` (default: the settings' model): remote when an extract URL
+    is set, else in-process."""
     if settings.features.extract_url:
-        return HttpEmbedder(settings)
-    return LocalEmbedder(settings)
+        return HttpEmbedder(settings, spec)
+    return LocalEmbedder(settings, spec=spec)

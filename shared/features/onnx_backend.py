@@ -84,15 +84,19 @@ class OnnxExtractor:
         import onnxruntime as ort
 
         self.spec = spec
-        suffix = "-random" if random_weights else ""
-        path = cache_dir / f"{spec.space_suffix}{suffix}.onnx"
-        if not path.exists():
-            export_onnx(spec, path, weights_dir=weights_dir, random_weights=random_weights)
+        if spec.onnx_path:  # an operator's own encoder, validated at registration
+            path = Path(spec.onnx_path)
+        else:
+            suffix = "-random" if random_weights else ""
+            path = cache_dir / f"{spec.space_suffix}{suffix}.onnx"
+            if not path.exists():
+                export_onnx(spec, path, weights_dir=weights_dir, random_weights=random_weights)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
         self.workers = workers or os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx")
         # Bounds concurrent runs to the worker count whichever thread calls (HTTP requests
@@ -110,8 +114,8 @@ class OnnxExtractor:
     def _run(self, arr: np.ndarray) -> np.ndarray:
         x = (arr.transpose(2, 0, 1).astype(np.float32) - self._mean) * self._inv_std
         with self._slots:
-            out = self.session.run(None, {"pixels": x[None]})[0]
-        return np.asarray(out[0], dtype=np.float32)
+            out = self.session.run(None, {self._input: x[None]})[0]
+        return finish(np.asarray(out[0], dtype=np.float32), self.spec)
 
     def embed_one(self, data: bytes) -> np.ndarray:
         return self._run(self.preprocess(data))
@@ -125,3 +129,17 @@ class OnnxExtractor:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
+
+
+def finish(out: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """One image's network output → its L2-normalised vector. Built-in exports pool and
+    normalise inside; an operator's encoder may return a C×H×W feature map, pooled here."""
+    if out.ndim == 3:
+        if spec.pooling == "gem":
+            p = spec.gem_p
+            out = (np.clip(out, 1e-6, None) ** p).mean(axis=(1, 2)) ** (1 / p)
+        else:
+            out = out.mean(axis=(1, 2))
+    out = out.reshape(-1).astype(np.float32)
+    norm = float(np.linalg.norm(out))
+    return out / norm if norm > 0 else out

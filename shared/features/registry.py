@@ -15,8 +15,8 @@ from shared.errors import InvalidInput
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    arch: str  # efficientnet | resnet50
-    variant: str  # lite0 | b0 | resnet50
+    arch: str  # efficientnet | resnet50 | onnx (an operator's own encoder)
+    variant: str  # lite0 | b0 | resnet50 | the ONNX file's sha256 prefix
     dim: int
     input_size: int
     mean: tuple[float, float, float]
@@ -32,6 +32,9 @@ class ModelSpec:
     # The raw cosine that the calibrated scale maps to 0.7 (the default threshold): chosen
     # by `deeplens eval` as the lowest raw score with dev-set precision >= 0.99. None = raw.
     calibration: float | None = None
+    # An operator's own ONNX encoder (arch "onnx"): the file, and pooling "inside" when the
+    # network already pools (output N×dim), else avg/gem applied to its N×C×H×W output.
+    onnx_path: str | None = None
 
     def calibrate(self, raw: float) -> float:
         """Raw cosine → calibrated similarity (monotonic, piecewise linear, 1 stays 1)."""
@@ -50,6 +53,11 @@ class ModelSpec:
         if calibrated <= 0.7:
             return calibrated * a / 0.7
         return a + (calibrated - 0.7) * (1.0 - a) / 0.3
+
+    @property
+    def ref(self) -> str:
+        """The model reference operators type: ``name:pooling:size``."""
+        return f"{self.name}:{self.pooling}:{self.input_size}"
 
     @property
     def space_suffix(self) -> str:
@@ -148,3 +156,20 @@ def spec_for(features: object) -> ModelSpec:
         pooling=getattr(features, "pooling", None),
         input_size=getattr(features, "input_size", None),
     )
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, int | None]:
+    """``name[:pooling[:size]]`` → its parts (pooling and size None when not given)."""
+    parts = ref.strip().split(":")
+    if not parts[0] or len(parts) > 3:
+        raise InvalidInput(
+            "a model is written name[:pooling[:size]], e.g. efficientnet-lite0:gem:320",
+            code="invalid_model_ref",
+        )
+    pooling = parts[1] or None if len(parts) > 1 else None
+    size: int | None = None
+    if len(parts) > 2 and parts[2]:
+        if not parts[2].isdigit() or not 32 <= int(parts[2]) <= 1024:
+            raise InvalidInput("input size must be 32..1024", code="invalid_input_size")
+        size = int(parts[2])
+    return parts[0], pooling, size

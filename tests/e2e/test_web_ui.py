@@ -199,3 +199,15 @@ def test_system_admin_pages(running: Running, browser) -> None:  # type: ignore[
     shoot(page, "system-admin")
     page.get_by_role("button", name="Suspend").first.click()
     expect(page.get_by_role("button", name="Reactivate").first).to_be_visible()
+
+    # The model lifecycle panel: start a migration, watch its progress, abandon it.
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    expect(page.locator("#active-model")).to_have_text("efficientnet-lite0:gem:224")
+    page.get_by_label("Target model").fill("efficientnet-lite0:gem:320")
+    page.get_by_role("button", name="Migrate").click()
+    expect(page.get_by_text("migrating to")).to_be_visible()
+    expect(page.locator("#models-total")).to_contain_text("0 remaining", timeout=60_000)
+    shoot(page, "system-models")
+    page.get_by_role("button", name="Cleanup").click()
+    expect(page.get_by_text("migrating to")).to_have_count(0)
+    expect(page.locator("#active-model")).to_have_text("efficientnet-lite0:gem:224")

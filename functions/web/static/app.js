@@ -393,7 +393,43 @@ async function systemPage() {
       h("tbody", {}, failed.map((f) => h("tr", {}, h("td", {}, f.eventType), h("td", {}, f.subject || ""), h("td", {}, f.error || ""), h("td", {}, fmtDate(f.receivedAt)),
         h("td", {}, h("button", { class: "secondary", type: "button", onclick: async () => {
           await api(`/api/admin/failed-events/${f.id}/replay`, { method: "POST" }); toast("Replayed"); render(); } }, "Replay"))))))
-      : h("p", { class: "muted" }, "None."));
+      : h("p", { class: "muted" }, "None."),
+    await modelsPanel());
+}
+
+// The model lifecycle: active/target/previous model, per-tenant backfill progress, and the
+// migrate / cutover / rollback / cleanup actions. Refreshes itself while a backfill runs.
+async function modelsPanel() {
+  const s = await api("/api/admin/models");
+  const p = s.platform, tot = s.totals;
+  const act = (what, json = {}) => async () => {
+    try { const r = await api(`/api/admin/models/${what}`, { method: "POST", json }); toast(what === "migrate" ? "Migration started" : `${what}: done`); render(); return r; }
+    catch (e) { toast(errorText(e)); }
+  };
+  const target = h("input", { "aria-label": "Target model", placeholder: "efficientnet-lite0:gem:320", size: 32 });
+  const eta = (x) => x === null || x === undefined ? "–" : `${x} s`;
+  const panel = h("section", { id: "models" },
+    h("h2", {}, "Models"),
+    h("p", {}, "Active: ", h("strong", { id: "active-model" }, p.activeModel),
+      p.targetModel ? [" → migrating to ", h("strong", {}, p.targetModel)] : null,
+      p.previousModel ? [" (previous ", p.previousModel, " kept for rollback)"] : null),
+    h("ul", { class: "muted" }, s.models.map((m) => h("li", {}, `${m.model}: ${m.dimension}-d, similarity ${m.similarity}`))),
+    h("table", {}, h("thead", {}, h("tr", {}, ["Tenant", "Images", "Active", "Other", "Done", "Remaining", "Rate/s", "ETA", "Failures"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, s.tenants.map((t) => { const pr = t.progress || {}; return h("tr", {},
+        h("th", { scope: "row" }, t.slug), h("td", {}, t.images), h("td", {}, t.activeModel),
+        h("td", {}, t.otherModel ? `${t.otherModel} (${t.otherRole})` : "–"),
+        h("td", {}, pr.done ?? "–"), h("td", {}, pr.remaining ?? "–"), h("td", {}, pr.ratePerSecond ?? "–"),
+        h("td", {}, eta(pr.etaSeconds)), h("td", {}, pr.failures ?? "–")); }))),
+    h("p", { id: "models-total" }, `Total: ${tot.done} done, ${tot.remaining} remaining, ${tot.ratePerSecond}/s, ETA ${eta(tot.etaSeconds)}, ${tot.failures} failed`),
+    h("form", { class: "row", onsubmit: async (e) => { e.preventDefault(); await act("migrate", { to: target.value.trim() })(); } },
+      target, h("button", { type: "submit" }, "Migrate")),
+    h("div", { class: "row" },
+      h("button", { type: "button", onclick: act("cutover") }, "Cutover"),
+      h("button", { class: "secondary", type: "button", onclick: act("rollback") }, "Rollback"),
+      h("button", { class: "danger", type: "button", onclick: act("cleanup") }, "Cleanup")));
+  clearTimeout(modelsPanel.timer);
+  if (tot.remaining > 0) modelsPanel.timer = setTimeout(() => { if (location.hash.startsWith("#/system")) render(); }, 2000);
+  return panel;
 }
 function tierSelect(t) {
   const sel = h("select", { "aria-label": `tier of ${t.name}` }, ["Free", "Professional", "Enterprise"].map((x) => h("option", { selected: x === t.tier }, x)));
