@@ -6,10 +6,13 @@ from __future__ import annotations
 from fastapi import Request, Response
 
 from events.codec import Event, decode, encode_binary
+from shared.logs import bind_event
 
 
 async def read_event(request: Request) -> Event:
-    return decode(dict(request.headers), await request.body())
+    event = decode(dict(request.headers), await request.body())
+    bind_event(event.id, event.tenant_id)  # log lines of this delivery carry its ids
+    return event
 
 
 def reply(event: Event | None) -> Response:

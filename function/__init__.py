@@ -19,6 +19,8 @@ from fastapi import FastAPI
 from functions import FUNCTIONS
 from shared.config import Settings
 from shared.http import BodyLimit, Receive, Scope, Send, install_error_handlers
+from shared.logs import setup_logging
+from shared.observe import observe
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("deeplens")
@@ -55,7 +57,8 @@ class DeepLensFunction:
         from shared.bootstrap import Container
 
         settings = Settings.from_env(cfg)
-        setup_telemetry(f"deeplens-{self.target or 'all'}")
+        setup_logging(self.target or "deeplens", settings.log_format)
+        setup_telemetry(f"deeplens-{self.target or 'all'}", traces_file=settings.traces_file)
         self.modules = [importlib.import_module(FUNCTIONS[n]) for n in self.names]
         container = Container(settings, **self.overrides)
         container.open()
@@ -71,8 +74,12 @@ class DeepLensFunction:
                 warm(container)
         self.app = app
         # FastAPI itself opens a server span per request ("POST /api/auth/login").
-        self._asgi = BodyLimit(
-            app, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes
+        self._asgi = observe(  # RED metrics per route, GET /metrics (shared/observe.py)
+            BodyLimit(
+                app, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes
+            ),
+            settings,
+            container.db,
         )
         if (
             settings.broker == "local"

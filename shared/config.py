@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     # (re-encoded, resized, recoloured), anything else a similar shot (burst, re-framing).
     near_duplicate_threshold: float = 0.9
     copy_max_hash_distance: int = 2
+    # Observability (shared/metrics.py, shared/logs.py): /metrics on every function (off only
+    # for benchmarks), a bearer token a scrape must present when set, log lines as JSON or
+    # text (auto: text on a terminal), and a JSON-lines span file (tests, local debugging).
+    metrics: bool = True
+    metrics_token: SecretStr | None = None
+    log_format: Literal["auto", "json", "text"] = "auto"
+    traces_file: Path | None = None
     jwt: JwtSettings = Field(default_factory=JwtSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shared import metrics
 from shared.auth.principal import Principal
 from shared.config import Settings
 from shared.db import Database, execute
@@ -49,6 +50,7 @@ class SearchService:
         # documented precision on the dev set); thresholds are mapped back to raw cosine.
         self.spec = spec_for(settings.features)
 
+    @metrics.timed_search("image")
     def by_image(
         self,
         principal: Principal,
@@ -64,6 +66,7 @@ class SearchService:
             vector = self._embedder().embed(data)
         return self.by_vector(principal, vector, limit=limit, threshold=threshold, exclude=exclude)
 
+    @metrics.timed_search("vector")
     def by_vector(
         self,
         principal: Principal,

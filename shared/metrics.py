@@ -1,0 +1,423 @@
+"""Prometheus metrics: the instruments, the helpers shared/ calls, and the scrape.
+
+Why prometheus-client and not the OpenTelemetry metrics SDK: the local runtime runs one
+process per function, and the platform's ``/metrics`` must add them up whichever process
+answers the scrape. prometheus-client's multiprocess mode does exactly that (each process
+writes its samples to mmap files under ``PROMETHEUS_MULTIPROC_DIR``; any process reads them
+all), while the OTel SDK would need a collector beside the platform. It is also the cheaper
+hot path (a counter increment is a lock and an add; no attribute dicts per call). Traces stay
+on OpenTelemetry (shared/telemetry.py).
+
+Label rule (tested): label values come from small closed sets — route templates, methods,
+status codes, event types, trigger names, stages, outcomes, table names, tenant status/tier.
+Never a tenant id, user id, image id, email or event id: per-tenant figures belong to
+analytics (``GET /api/tenants/{id}/analytics``), not to Prometheus.
+
+The instruments are module-level, as Prometheus client libraries intend (one registry per
+process); nothing here opens a resource at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import REGISTRY, Collector
+
+if TYPE_CHECKING:
+    from shared.db import Database
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SLOW = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+# --- HTTP (RED per route template) -------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "deeplens_http_requests_total", "HTTP requests", ["route", "method", "status"]
+)
+HTTP_DURATION = Histogram(
+    "deeplens_http_request_duration_seconds",
+    "HTTP request duration",
+    ["route", "method"],
+    buckets=FAST,
+)
+# --- identity ----------------------------------------------------------------------------
+LOGINS = Counter("deeplens_login_attempts_total", "Password sign-in attempts", ["result"])
+REFRESHES = Counter("deeplens_token_refreshes_total", "Refresh-token rotations", ["result"])
+REFRESH_REUSE = Counter(
+    "deeplens_refresh_token_reuse_total", "Rotated refresh tokens presented again"
+)
+THROTTLED = Counter("deeplens_login_throttled_total", "Sign-ins refused by the throttle")
+QUOTA_REFUSALS = Counter("deeplens_quota_refusals_total", "Requests refused by quota", ["kind"])
+# --- database ----------------------------------------------------------------------------
+DB_DURATION = Histogram(
+    "deeplens_db_query_duration_seconds",
+    "Database statement duration",
+    ["table", "operation"],
+    buckets=FAST,
+)
+POOL = Gauge(
+    "deeplens_db_pool_connections",
+    "Pool connections by state",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+POOL_WAITING = Gauge(
+    "deeplens_db_pool_waiting", "Requests waiting for a connection", multiprocess_mode="livesum"
+)
+# --- pipeline ----------------------------------------------------------------------------
+STAGE_DURATION = Histogram(
+    "deeplens_pipeline_stage_duration_seconds", "Pipeline stage duration", ["stage"], buckets=SLOW
+)
+STAGES = Counter(
+    "deeplens_pipeline_stage_total", "Pipeline stage runs by outcome", ["stage", "outcome"]
+)
+UPLOAD_TO_INDEXED = Histogram(
+    "deeplens_upload_to_indexed_seconds", "Upload to searchable latency", buckets=SLOW
+)
+# --- broker ------------------------------------------------------------------------------
+PUBLISHED = Counter("deeplens_events_published_total", "Events published", ["type"])
+DELIVERED = Counter(
+    "deeplens_events_delivered_total", "Events delivered (2xx)", ["type", "trigger"]
+)
+RETRIED = Counter(
+    "deeplens_events_retried_total", "Failed deliveries scheduled again", ["type", "trigger"]
+)
+DEAD = Counter(
+    "deeplens_events_dead_lettered_total", "Deliveries that exhausted retries", ["type", "trigger"]
+)
+# --- extraction and search ---------------------------------------------------------------
+EXTRACT_BATCH = Histogram(
+    "deeplens_extract_batch_size", "Images per model call", buckets=(1, 2, 4, 8, 16, 32, 64)
+)
+EXTRACT_DURATION = Histogram(
+    "deeplens_extract_model_duration_seconds", "Model call duration", ["model"], buckets=FAST
+)
+EXTRACTED = Counter("deeplens_extract_images_total", "Images embedded", ["model"])
+SEARCH_DURATION = Histogram(
+    "deeplens_search_duration_seconds", "Similarity search duration", ["kind"], buckets=FAST
+)
+SEARCH_RESULTS = Histogram(
+    "deeplens_search_results", "Results per search", buckets=(0, 1, 2, 5, 10, 20, 50, 100)
+)
+
+# Login results by error code; anything else is "error".
+LOGIN_RESULTS = {
+    "invalid_credentials": "failure",
+    "login_throttled": "throttled",
+    "account_disabled": "disabled",
+    "tenant_suspended": "disabled",
+    "tenant_required": "ambiguous",
+}
+QUOTA_KINDS = {"quota_api_calls": "api_calls", "quota_storage": "storage", "quota_users": "users"}
+
+_state = {"on": True}
+
+
+def enabled() -> bool:
+    return _state["on"]
+
+
+def configure(on: bool) -> None:
+    """Metrics on or off for this process (``DEEPLENS_METRICS``; off only for benchmarks)."""
+    _state["on"] = on
+
+
+# --- helpers shared/ calls (one line at each call site) ----------------------------------
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) else None
+
+
+def counts_logins(fn: Callable[P, R]) -> Callable[P, R]:
+    """Count a sign-in method's outcome by result (success, failure, throttled, …)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            out = fn(*args, **kwargs)
+        except Exception as exc:
+            if _state["on"]:
+                code = _code(exc)
+                LOGINS.labels(LOGIN_RESULTS.get(code or "", "error")).inc()
+                if code == "login_throttled":
+                    THROTTLED.inc()
+            raise
+        if _state["on"]:
+            LOGINS.labels("success").inc()
+        return out
+
+    return wrapper
+
+
+def counts_refreshes(fn: Callable[P, R]) -> Callable[P, R]:
+    """Count refresh-token rotations; a reused token is counted apart (a leak signal)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            out = fn(*args, **kwargs)
+        except Exception as exc:
+            if _state["on"]:
+                reused = _code(exc) == "refresh_token_reused"
+                REFRESHES.labels("reused" if reused else "failure").inc()
+                if reused:
+                    REFRESH_REUSE.inc()
+            raise
+        if _state["on"]:
+            REFRESHES.labels("success").inc()
+        return out
+
+    return wrapper
+
+
+def counts_quota(fn: Callable[P, R]) -> Callable[P, R]:
+    """Count quota refusals (api_calls, storage, users) raised by the wrapped check."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            kind = QUOTA_KINDS.get(_code(exc) or "")
+            if kind is not None and _state["on"]:
+                QUOTA_REFUSALS.labels(kind).inc()
+            raise
+
+    return wrapper
+
+
+def stage(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Time a pipeline stage and count its outcome: ok (replied with the next event),
+    failed (replied image.failed), skipped (nothing to do: a redelivery or a deleted image),
+    error (raised; the broker retries)."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not _state["on"]:
+                return fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            outcome = "error"
+            try:
+                out = fn(*args, **kwargs)
+                event_type = getattr(out, "type", None)
+                if out is None:
+                    outcome = "skipped"
+                elif isinstance(event_type, str) and event_type.endswith(".image.failed.v1"):
+                    outcome = "failed"
+                else:
+                    outcome = "ok"
+                return out
+            finally:
+                STAGE_DURATION.labels(name).observe(time.perf_counter() - t0)
+                STAGES.labels(name, outcome).inc()
+
+        return wrapper
+
+    return decorate
+
+
+def timed_search(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Search latency by kind (image: embed + query; vector: query); result counts."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not _state["on"]:
+                return fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            SEARCH_DURATION.labels(kind).observe(time.perf_counter() - t0)
+            if kind == "vector" and isinstance(out, list):
+                SEARCH_RESULTS.observe(len(out))
+            return out
+
+        return wrapper
+
+    return decorate
+
+
+def db_statement(table: str, operation: str, seconds: float) -> None:
+    if _state["on"]:
+        DB_DURATION.labels(table, operation).observe(seconds)
+
+
+def extracted(model: str, images: int, seconds: float) -> None:
+    if _state["on"]:
+        EXTRACT_BATCH.observe(images)
+        EXTRACT_DURATION.labels(model).observe(seconds)
+        EXTRACTED.labels(model).inc(images)
+
+
+def indexed_after(seconds: float) -> None:
+    if _state["on"]:
+        UPLOAD_TO_INDEXED.observe(max(0.0, seconds))
+
+
+def _trigger(subscriber: str) -> str:
+    from events.triggers import TRIGGERS
+
+    for t in TRIGGERS:
+        if t.path == subscriber:
+            return t.name
+    return subscriber.rsplit("/", 1)[-1] or "unknown"
+
+
+def published(event_type: str) -> None:
+    if _state["on"]:
+        PUBLISHED.labels(event_type).inc()
+
+
+def delivery(outcome: str, event_type: str, subscriber: str) -> None:
+    """A broker delivery's fate: delivered, retried or dead (by event type and trigger)."""
+    if _state["on"]:
+        metric = {"delivered": DELIVERED, "retried": RETRIED, "dead": DEAD}[outcome]
+        metric.labels(event_type, _trigger(subscriber)).inc()
+
+
+# --- pools and platform state (read at scrape time) --------------------------------------
+_pools: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def watch_pool(db: Database) -> None:
+    _pools.add(db)
+
+
+def sample_pools() -> None:
+    in_use = idle = waiting = size = 0
+    for db in list(_pools):
+        try:
+            stats = db.pool.get_stats()
+        except Exception:  # noqa: BLE001 - a closed pool has nothing to say
+            continue
+        size += stats.get("pool_size", 0)
+        idle += stats.get("pool_available", 0)
+        waiting += stats.get("requests_waiting", 0)
+    in_use = max(0, size - idle)
+    POOL.labels("in_use").set(in_use)
+    POOL.labels("idle").set(idle)
+    POOL_WAITING.set(waiting)
+
+
+STATE_QUERIES = {
+    "tenants": "SELECT status, tier, count(*) FROM tenants GROUP BY status, tier",
+    "images": "SELECT status, count(*) FROM images WHERE deleted_at IS NULL GROUP BY status",
+    "backlog": "SELECT trigger_name, count(*), coalesce(extract(epoch FROM now() - min("
+    "created_at)), 0) FROM broker_deliveries WHERE status = 'pending' GROUP BY trigger_name",
+    "failed": "SELECT count(*) FROM failed_events WHERE replayed_at IS NULL",
+}
+
+
+class StateCollector(Collector):
+    """Gauges of the platform's state, read from PostgreSQL at scrape time (cached a few
+    seconds, so a busy status page does not multiply the queries): tenants by status and
+    tier, images by status, broker backlog and the age of its oldest undelivered event,
+    failed events awaiting replay. Rows are grouped by closed sets only."""
+
+    def __init__(self, db: Database, ttl: float = 5.0):
+        self.db, self.ttl = db, ttl
+        self._cache: tuple[float, list[Metric]] | None = None
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            now = time.monotonic()
+            if self._cache is None or now - self._cache[0] > self.ttl:
+                self._cache = (now, self._read())
+            return list(self._cache[1])
+
+    def _read(self) -> list[Metric]:
+        tenants = GaugeMetricFamily("deeplens_tenants", "Tenants", labels=["status", "tier"])
+        images = GaugeMetricFamily(
+            "deeplens_images", "Images by pipeline status", labels=["status"]
+        )
+        backlog = GaugeMetricFamily(
+            "deeplens_broker_backlog_events", "Undelivered events", labels=["trigger"]
+        )
+        oldest = GaugeMetricFamily(
+            "deeplens_broker_oldest_pending_age_seconds", "Age of the oldest undelivered event"
+        )
+        failed = GaugeMetricFamily("deeplens_failed_events", "Dead-lettered events awaiting replay")
+        try:
+            with self.db.pool.connection(timeout=2) as conn:
+                for status, tier, n in conn.execute(STATE_QUERIES["tenants"]):
+                    tenants.add_metric([status, tier], n)
+                seen = set()
+                for status, n in conn.execute(STATE_QUERIES["images"]):
+                    images.add_metric([status], n)
+                    seen.add(status)
+                for status in ("uploaded", "validated", "extracted", "indexed", "failed"):
+                    if status not in seen:
+                        images.add_metric([status], 0)
+                age = 0.0
+                for trigger, n, oldest_s in conn.execute(STATE_QUERIES["backlog"]):
+                    backlog.add_metric([trigger], n)
+                    age = max(age, float(oldest_s))
+                oldest.add_metric([], age)
+                row = conn.execute(STATE_QUERIES["failed"]).fetchone()
+                failed.add_metric([], row[0] if row else 0)
+        except Exception:  # noqa: BLE001 - a scrape never fails on a database hiccup
+            return []
+        return [tenants, images, backlog, oldest, failed]
+
+
+# --- the scrape --------------------------------------------------------------------------
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def registry(db: Database | None = None) -> CollectorRegistry:
+    """What one scrape reads: every process's samples in multiprocess mode (whichever process
+    serves the scrape), this process's otherwise, plus the state gauges when a database is
+    given."""
+    sample_pools()
+    if multiprocess_dir():
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
+    else:
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(_Forward(REGISTRY))
+    if db is not None:
+        reg.register(_state_collector(db))
+    return reg
+
+
+class _Forward(Collector):
+    def __init__(self, source: CollectorRegistry):
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.source.collect()
+
+
+_collectors: weakref.WeakKeyDictionary[Any, StateCollector] = weakref.WeakKeyDictionary()
+
+
+def _state_collector(db: Database) -> StateCollector:
+    c = _collectors.get(db)
+    if c is None:
+        c = _collectors[db] = StateCollector(db)
+    return c
+
+
+def scrape(db: Database | None = None) -> tuple[bytes, str]:
+    """The Prometheus text exposition of :func:`registry`."""
+    return generate_latest(registry(db)), CONTENT_TYPE_LATEST
