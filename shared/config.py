@@ -132,6 +132,8 @@ class Settings(BaseSettings):
             problems.append("DEEPLENS_JWT__PRIVATE_KEY is a placeholder")
         if self.jwt.public_key and _placeholder(self.jwt.public_key):
             problems.append("DEEPLENS_JWT__PUBLIC_KEY is the template's placeholder")
+        if self.metrics_token is not None and _placeholder(self.metrics_token.get_secret_value()):
+            problems.append("DEEPLENS_METRICS_TOKEN is a placeholder")
         if self.database_url and _placeholder(self.database_url):
             problems.append("DEEPLENS_DATABASE_URL holds a placeholder password")
         if pk is None and not self.jwt.public_key:

@@ -130,7 +130,8 @@ LOGIN_RESULTS = {
 }
 QUOTA_KINDS = {"quota_api_calls": "api_calls", "quota_storage": "storage", "quota_users": "users"}
 
-_state = {"on": True}
+STAGE_NAMES = ("process-image", "extract", "index-vector")
+_state = {"on": True, "labels": False}
 
 
 def enabled() -> bool:
@@ -140,6 +141,35 @@ def enabled() -> bool:
 def configure(on: bool) -> None:
     """Metrics on or off for this process (``DEEPLENS_METRICS``; off only for benchmarks)."""
     _state["on"] = on
+    if on and not _state.get("labels"):
+        _state["labels"] = True
+        init_labels()
+
+
+def init_labels() -> None:
+    """Create every child of the closed label sets at zero, so each series exists from the
+    first scrape (rate() and absent-alerts need a zero to start from; the dashboards'
+    queries always have something to read)."""
+    from events import types
+    from events.triggers import TRIGGERS
+
+    for result in {"success", "error", *LOGIN_RESULTS.values()}:
+        LOGINS.labels(result)
+    for result in ("success", "failure", "reused"):
+        REFRESHES.labels(result)
+    for kind in QUOTA_KINDS.values():
+        QUOTA_REFUSALS.labels(kind)
+    for name in STAGE_NAMES:
+        STAGE_DURATION.labels(name)
+        for outcome in ("ok", "failed", "skipped", "error"):
+            STAGES.labels(name, outcome)
+    for event_type in types.ALL:
+        PUBLISHED.labels(event_type)
+    for t in TRIGGERS:
+        for metric in (DELIVERED, RETRIED, DEAD):
+            metric.labels(t.event_type, t.name)
+    for kind in ("image", "vector"):
+        SEARCH_DURATION.labels(kind)
 
 
 # --- helpers shared/ calls (one line at each call site) ----------------------------------

@@ -151,6 +151,11 @@ def service(name: str) -> dict[str, Any]:
         "autoscaling.knative.dev/min-scale": str(p["min"]),
         "autoscaling.knative.dev/max-scale": str(p["max"]),
         "autoscaling.knative.dev/target": str(max(1, int(p["cc"] * 0.7))),
+        # Prometheus' kubernetes-pods job scrapes every function pod's own /metrics
+        # (infra/prometheus/prometheus.yml; the bearer token is DEEPLENS_METRICS_TOKEN).
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8080",
+        "prometheus.io/path": "/metrics",
     }
     env = [
         env_var("FUNCTION_TARGET", name),
@@ -158,6 +163,17 @@ def service(name: str) -> dict[str, Any]:
         from_secret("DEEPLENS_STORAGE__ACCESS_KEY", "deeplens-secrets", "s3-access-key"),
         from_secret("DEEPLENS_STORAGE__SECRET_KEY", "deeplens-secrets", "s3-secret-key"),
         from_config("DEEPLENS_JWT__PUBLIC_KEY", "deeplens-jwt", "public.pem"),
+        # Public services are reachable from outside: a scrape must present this token.
+        {
+            "name": "DEEPLENS_METRICS_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": "deeplens-secrets",
+                    "key": "metrics-token",
+                    "optional": True,
+                }
+            },
+        },
     ]
     if name == "auth":  # the only holder of the signing key
         env.append(from_secret("DEEPLENS_JWT__PRIVATE_KEY", "deeplens-jwt-signing", "private.pem"))

@@ -15,6 +15,7 @@ import pytest
 from tests.e2e.conftest import start_platform, wait_all
 from tests.metrics_scrape import Scrape, assert_bounded_labels
 from tests.photos import edits, encode, photos
+from tests.promql import assert_exposed
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
@@ -195,6 +196,8 @@ def test_flow_metrics_traces_and_logs(database_url: str, tmp_path: Path) -> None
         assert m.value("deeplens_tenants", status="Active", tier="Free") == 1
         # The label rule.
         assert_bounded_labels(m, routes_of_platform())
+        # Every metric the dashboards and alert rules query is exposed by this live scrape.
+        assert_exposed(m.names())
 
         # One trace per image: upload → process-image → extract → index-vector.
         spans = [json.loads(line) for line in traces.read_text().splitlines()]
