@@ -3,7 +3,7 @@
 Routes: GET /api/tenants/{id}/analytics; POST /api/tenants/{id}/suspend, /reactivate;
 DELETE /api/tenants/{id}; GET /api/collections; POST/DELETE /api/collections/{name};
 GET /api/admin/failed-events, GET /api/admin/failed-events/{id},
-POST /api/admin/failed-events/{id}/replay.
+POST /api/admin/failed-events/{id}/replay; GET /api/admin/status (live platform status).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from shared.admin import FailedEventRow
 from shared.auth.principal import Principal
 from shared.http import authenticated, container
 from shared.models import ApiModel
+from shared.status import service_for
 
 router = APIRouter(tags=["admin"])
 Auth = Annotated[Principal, Depends(authenticated)]
@@ -123,3 +124,16 @@ def failed_event(event_id: uuid.UUID, request: Request, principal: Auth) -> Fail
 @router.post("/api/admin/failed-events/{event_id}/replay", response_model=FailedEventOut)
 def replay(event_id: uuid.UUID, request: Request, principal: Auth) -> FailedEventOut:
     return FailedEventOut.of(container(request).admin.replay(principal, event_id), full=True)
+
+
+@router.get("/api/admin/status")
+def platform_status(request: Request, principal: Auth) -> dict[str, Any]:
+    """Backlog, throughput, failures in the last hour and per-stage latency (system admins;
+    the same metrics /metrics exposes, see shared/status.py)."""
+    principal.require_system_admin()
+    return service_for(container(request).db).status()
+
+
+def warm(c: Any) -> None:
+    """Start sampling the counters at start-up, so the last hour is an hour."""
+    service_for(c.db).start()
