@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from shared import metrics
+from shared import metrics, scrape
 from shared.http import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ class Observed:
     def __init__(self, app: App, *, db: Database | None, token: str | None = None):
         self.app, self.db, self.token = app, db, token
         if db is not None:
-            metrics.watch_pool(db)
-        if metrics.multiprocess_dir() and "pools" not in _sampler:
+            scrape.watch_pool(db)
+        if scrape.multiprocess_dir() and "pools" not in _sampler:
             # Other processes' pools are only seen through their own samples.
             _sampler["pools"] = t = threading.Thread(target=_sample, daemon=True)
             t.start()
@@ -73,7 +73,7 @@ class Observed:
                 return
         import asyncio
 
-        body, ctype = await asyncio.to_thread(metrics.scrape, self.db)
+        body, ctype = await asyncio.to_thread(scrape.scrape, self.db)
         await _answer(send, 200, body, ctype)
 
 
@@ -94,7 +94,7 @@ async def _answer(send: Send, status: int, body: bytes, ctype: str) -> None:
 
 def _sample() -> None:
     while True:
-        metrics.sample_pools()
+        scrape.sample_pools()
         time.sleep(5)
 
 

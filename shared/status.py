@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shared import metrics
+from shared.scrape import registry
 
 if TYPE_CHECKING:
     from shared.db import Database
@@ -43,7 +44,7 @@ def read(db: Database | None) -> dict[Key, float]:
     """The samples the status needs, from one collection of the scrape registry."""
     out: dict[Key, float] = {}
     wanted = set(COUNTERS) | set(GAUGES)
-    for family in metrics.registry(db).collect():
+    for family in registry(db).collect():
         for s in family.samples:
             if s.name in wanted:
                 out[(s.name, tuple(sorted(s.labels.items())))] = float(s.value)
