@@ -64,6 +64,22 @@ class Scrape:
         return total
 
 
+def platform_routes() -> set[str]:
+    """Every route template of every function (the only values the route label may take)."""
+    import importlib
+
+    from fastapi.routing import APIRoute
+
+    from functions import FUNCTIONS
+
+    out = set()
+    for module in FUNCTIONS.values():
+        for r in importlib.import_module(module).router.routes:
+            if isinstance(r, APIRoute):
+                out.add(r.path_format)
+    return out
+
+
 def assert_bounded_labels(scrape: Scrape, routes: set[str]) -> None:
     """The cardinality rule: no id, email or free text in any label value; routes are
     templates the app declares."""

@@ -13,30 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import start_platform, wait_all
-from tests.metrics_scrape import Scrape, assert_bounded_labels
+from tests.metrics_scrape import Scrape, assert_bounded_labels, platform_routes
 from tests.photos import edits, encode, photos
 from tests.promql import assert_exposed
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
-
-
-def routes_of_platform() -> set[str]:
-    from fastapi.routing import APIRoute
-
-    from function import new
-
-    fn = new()
-    import importlib
-
-    from functions import FUNCTIONS
-
-    out = set()
-    for name in fn.names:
-        for r in importlib.import_module(FUNCTIONS[name]).router.routes:
-            if isinstance(r, APIRoute):
-                out.add(r.path_format)
-    return out
 
 
 def test_flow_metrics_traces_and_logs(database_url: str, tmp_path: Path) -> None:
@@ -195,7 +177,7 @@ def test_flow_metrics_traces_and_logs(database_url: str, tmp_path: Path) -> None
         # Tenants by status and tier.
         assert m.value("deeplens_tenants", status="Active", tier="Free") == 1
         # The label rule.
-        assert_bounded_labels(m, routes_of_platform())
+        assert_bounded_labels(m, platform_routes())
         # Every metric the dashboards and alert rules query is exposed by this live scrape.
         assert_exposed(m.names())
 
@@ -241,6 +223,11 @@ def test_flow_metrics_traces_and_logs(database_url: str, tmp_path: Path) -> None
         assert len(d["span_id"]) == 16
     traced = {d["trace_id"] for d in stage_lines}
     assert traced <= {s["trace_id"] for s in spans}
+    keys = tmp_path / "data" / "keys"
+    for path in keys.glob("*"):  # the dev signing key, the event senders' token
+        body = path.read_text()
+        secrets += [ln for ln in body.splitlines() if ln and not ln.startswith("-----")]
+    assert any(p.name.endswith(".pem") for p in keys.glob("*"))
     for secret in secrets:
         assert secret not in text, "a secret reached the logs"
     assert "pw-0" not in text
