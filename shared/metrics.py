@@ -48,7 +48,7 @@ HTTP_REQUESTS = Counter(
 HTTP_DURATION = Histogram(
     "deeplens_http_request_duration_seconds",
     "HTTP request duration",
-    ["route", "method"],
+    ["route", "method", "status"],
     buckets=FAST,
 )
 # --- identity ----------------------------------------------------------------------------

@@ -62,8 +62,9 @@ class Observed:
             template = getattr(route, "path_format", None) or getattr(route, "path", None)
             label = template if isinstance(template, str) else "unmatched"
             method = scope["method"] if scope["method"] in METHODS else "_OTHER"
-            metrics.HTTP_REQUESTS.labels(label, method, str(status)).inc()
-            metrics.HTTP_DURATION.labels(label, method).observe(time.perf_counter() - t0)
+            code = str(status)
+            metrics.HTTP_REQUESTS.labels(label, method, code).inc()
+            metrics.HTTP_DURATION.labels(label, method, code).observe(time.perf_counter() - t0)
 
     async def _scrape(self, scope: Scope, send: Send) -> None:
         if self.token is not None:

@@ -126,6 +126,9 @@ def test_flow_metrics_traces_and_logs(database_url: str, tmp_path: Path) -> None
         assert m.value("deeplens_http_requests_total", route=upload, status="202") == 5
         assert m.value("deeplens_http_requests_total", route=upload, status=failed_status) == 1
         assert m.value("deeplens_http_request_duration_seconds_count", route=upload) == 6
+        assert (
+            m.value("deeplens_http_request_duration_seconds_count", route=upload, status="202") == 5
+        )
         assert m.value("deeplens_http_requests_total", route="/api/images", status="200") >= 1
         assert m.value("deeplens_http_requests_total", route="/api/auth/login", status="401") == 4
         # Identity.
