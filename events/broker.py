@@ -23,6 +23,7 @@ from events.auth import sender_headers
 from events.codec import Event, decode, encode_binary, from_json
 from events.publisher import enqueue
 from events.triggers import DEAD_LETTER_PATH, SWEEPER_PATH
+from shared import metrics
 from shared.config import Settings
 from shared.db import Database, execute, fetch_all
 
@@ -144,6 +145,7 @@ class LocalBroker:
             if 200 <= r.status_code < 300:
                 reply = decode(dict(r.headers), r.content) if "ce-type" in r.headers else None
                 await asyncio.to_thread(self._done, d, reply)
+                metrics.delivery("delivered", event.type, d.subscriber)
                 self.delivered += 1
                 return
             error = f"{r.status_code}: {r.text[:300]}"
@@ -171,6 +173,7 @@ class LocalBroker:
         if d.attempts < self.settings.broker_max_attempts:
             backoff = self.settings.broker_backoff_seconds * 2 ** (d.attempts - 1)
             await asyncio.to_thread(self._retry_later, d, error, backoff)
+            metrics.delivery("retried", event.type, d.subscriber)
             return
         # Exhausted: hand to the dead-letter function with Knative's error extensions.
         extra = {
@@ -186,6 +189,7 @@ class LocalBroker:
             ok = False
         if ok:
             await asyncio.to_thread(self._dead, d, error)
+            metrics.delivery("dead", event.type, d.subscriber)
         else:
             await asyncio.to_thread(self._retry_later, d, error, self.lease)
 

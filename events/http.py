@@ -14,6 +14,7 @@ from fastapi import Depends, Request, Response
 from events.auth import check_sender
 from events.codec import Event, decode, encode_binary
 from shared.errors import Unauthorized
+from shared.logs import bind_event
 
 
 def event_sender(request: Request) -> None:
@@ -31,7 +32,9 @@ EVENT_ROUTE: dict[str, Any] = {"dependencies": [Depends(event_sender)], "include
 
 
 async def read_event(request: Request) -> Event:
-    return decode(dict(request.headers), await request.body())
+    event = decode(dict(request.headers), await request.body())
+    bind_event(event.id, event.tenant_id)  # log lines of this delivery carry its ids
+    return event
 
 
 def reply(event: Event | None) -> Response:

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from events.codec import Event, encode_binary, to_json
 from events.triggers import triggers_for
+from shared import metrics
 from shared.config import Settings
 from shared.db import Database, execute
 from shared.errors import TransientError
@@ -41,6 +42,7 @@ def enqueue(conn: psycopg.Connection[Any], event: Event) -> int:
     """Fan an event out to its triggers inside the caller's transaction. The unique key on
     (event id, trigger) makes a re-published event a no-op, as Kafka-broker dedup would."""
     doc = Jsonb(to_json(event))
+    metrics.published(event.type)
     n = 0
     for trig in triggers_for(event.type, event.source):
         n += execute(
@@ -77,6 +79,7 @@ class HttpPublisher:
 
     def publish(self, event: Event) -> None:
         headers, body = encode_binary(event)
+        metrics.published(event.type)
         try:
             r = self.client.post(self.url, headers=headers, content=body)
         except httpx.HTTPError as exc:

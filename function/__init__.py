@@ -21,6 +21,8 @@ from shared import apidocs
 from shared.config import Settings
 from shared.guards import InputGuard
 from shared.http import BodyLimit, Receive, Scope, Send, install_error_handlers
+from shared.logs import setup_logging
+from shared.observe import observe
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("deeplens")
@@ -57,7 +59,8 @@ class DeepLensFunction:
         from shared.bootstrap import Container
 
         settings = Settings.from_env(cfg)
-        setup_telemetry(f"deeplens-{self.target or 'all'}")
+        setup_logging(self.target or "deeplens", settings.log_format)
+        setup_telemetry(f"deeplens-{self.target or 'all'}", traces_file=settings.traces_file)
         self.modules = [importlib.import_module(FUNCTIONS[n]) for n in self.names]
         container = Container(settings, **self.overrides)
         container.open()
@@ -79,10 +82,14 @@ class DeepLensFunction:
                 warm(container)
         self.app = app
         # FastAPI itself opens a server span per request ("POST /api/auth/login").
-        self._asgi = BodyLimit(
-            InputGuard(app, body_timeout=settings.body_read_timeout_seconds),
-            json_limit=settings.max_json_bytes,
-            upload_limit=settings.max_upload_bytes,
+        self._asgi = observe(  # RED metrics per route, GET /metrics (shared/observe.py)
+            BodyLimit(
+                InputGuard(app, body_timeout=settings.body_read_timeout_seconds),
+                json_limit=settings.max_json_bytes,
+                upload_limit=settings.max_upload_bytes,
+            ),
+            settings,
+            container.db,
         )
         if (
             settings.broker == "local"

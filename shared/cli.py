@@ -46,6 +46,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         access_log=False,
+        log_config=None,  # uvicorn's lines go through the root logger: JSON off a terminal
         lifespan="on",
         timeout_graceful_shutdown=5,
         **uvicorn_options(settings),
@@ -83,7 +84,16 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = ["extract", "search", "http", "coldstart", "ingest", "memory", "migration"]
+BENCHMARKS = [
+    "extract",
+    "search",
+    "http",
+    "coldstart",
+    "ingest",
+    "memory",
+    "migration",
+    "observability",
+]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -175,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from shared.logs import setup_logging
+
+    setup_logging("deeplens", os.environ.get("DEEPLENS_LOG_FORMAT", "auto"), level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     args = build_parser().parse_args(argv)
     result: int = args.func(args)

@@ -129,6 +129,13 @@ class Settings(BaseSettings):
     # re-embedding with no result is queued again (its event presumed lost).
     models_backfill_batch: int = 4
     models_backfill_stale_seconds: float = 600
+    # Observability (shared/metrics.py, shared/logs.py): /metrics on every function (off only
+    # for benchmarks), a bearer token a scrape must present when set, log lines as JSON or
+    # text (auto: text on a terminal), and a JSON-lines span file (tests, local debugging).
+    metrics: bool = True
+    metrics_token: SecretStr | None = None
+    log_format: Literal["auto", "json", "text"] = "auto"
+    traces_file: Path | None = None
     jwt: JwtSettings = Field(default_factory=JwtSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
@@ -160,6 +167,8 @@ class Settings(BaseSettings):
             problems.append("DEEPLENS_JWT__PRIVATE_KEY is a placeholder")
         if self.jwt.public_key and _placeholder(self.jwt.public_key):
             problems.append("DEEPLENS_JWT__PUBLIC_KEY is the template's placeholder")
+        if self.metrics_token is not None and _placeholder(self.metrics_token.get_secret_value()):
+            problems.append("DEEPLENS_METRICS_TOKEN is a placeholder")
         if self.database_url and _placeholder(self.database_url):
             problems.append("DEEPLENS_DATABASE_URL holds a placeholder password")
         if pk is None and not self.jwt.public_key:

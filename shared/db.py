@@ -7,6 +7,7 @@ span named ``db.<operation> <table>`` with the seed's tags (db.table, db.operati
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -17,6 +18,7 @@ from psycopg import sql
 from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool
 
+from shared import metrics
 from shared.errors import Conflict, TransientError
 from shared.telemetry import tracer
 
@@ -111,15 +113,22 @@ def _conflict_message(exc: psycopg.errors.UniqueViolation) -> str:
     return "the resource already exists"
 
 
-def _statement_span(query: LiteralString, table: str) -> Any:
-    """The span of one statement: ``db.<operation> <table>`` with the seed's tags."""
+@contextmanager
+def _statement_span(query: LiteralString, table: str) -> Iterator[None]:
+    """The span of one statement: ``db.<operation> <table>`` with the seed's tags; its
+    duration also feeds deeplens_db_query_duration_seconds{table, operation}."""
     op = query.lstrip().split(None, 1)[0].upper()
     if op == "WITH":
         op = "SELECT"
-    return tracer.start_as_current_span(
-        f"db.{op.lower()} {table}",
-        attributes={"db.system": "postgresql", "db.table": table, "db.operation": op},
-    )
+    t0 = time.perf_counter()
+    try:
+        with tracer.start_as_current_span(
+            f"db.{op.lower()} {table}",
+            attributes={"db.system": "postgresql", "db.table": table, "db.operation": op},
+        ):
+            yield
+    finally:
+        metrics.db_statement(table, op, time.perf_counter() - t0)
 
 
 def execute(
@@ -164,13 +173,7 @@ def fetch_composed(
     conn: psycopg.Connection[Any], query: sql.Composed, params: Params = None, *, table: str
 ) -> list[dict[str, Any]]:
     """For statements composed with sql.Identifier (dynamic column lists)."""
-    with (
-        tracer.start_as_current_span(
-            f"db.select {table}",
-            attributes={"db.system": "postgresql", "db.table": table, "db.operation": "SELECT"},
-        ),
-        conn.cursor(row_factory=dict_row) as cur,
-    ):
+    with _statement_span("SELECT", table), conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, params).fetchall()
 
 

@@ -16,6 +16,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import fields
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, LiteralString
 from urllib.parse import unquote_plus
 
@@ -31,6 +32,7 @@ from events.payloads import (
     ImageUploaded,
     ImageValidated,
 )
+from shared import metrics
 from shared.config import Settings
 from shared.db import Database, execute, fetch_all, fetch_composed, fetch_one
 from shared.errors import DeepLensError, TransientError
@@ -123,6 +125,7 @@ class PipelineService:
         )
 
     # --- process-image -------------------------------------------------------------------
+    @metrics.stage("process-image")
     def process(self, p: ImageUploaded, cause: Event) -> Event | None:
         loaded = self._load(p.image_id, p.tenant_id)
         if loaded is None:
@@ -272,6 +275,7 @@ class PipelineService:
         return self.process(uploaded, cause)
 
     # --- extract -------------------------------------------------------------------------
+    @metrics.stage("extract")
     def extract(self, p: ImageValidated, cause: Event) -> Event | None:
         """Embed into the tenant's active space (the reply); while the tenant keeps another
         space (a migration target, or the previous space until cleanup), also embed with
@@ -379,6 +383,7 @@ class PipelineService:
         )
 
     # --- index-vector --------------------------------------------------------------------
+    @metrics.stage("index-vector")
     def index(self, p: FeaturesExtracted, cause: Event) -> Event | None:
         if not p.primary:
             return self._index_copy(p)
@@ -416,13 +421,15 @@ class PipelineService:
             )
             self.models.record(row.id, row.tenant_id, p.space, p.ref or p.model)
             with self.db.one() as conn:
-                execute(
+                newly = execute(
                     conn,
                     "UPDATE images SET status = 'indexed', indexed_at = now(),"
                     " updated_at = now() WHERE id = %(id)s AND status = 'extracted'",
                     {"id": row.id},
                     table="images",
                 )
+            if newly:
+                metrics.indexed_after((datetime.now(UTC) - row.uploaded_at).total_seconds())
             self._group_duplicates(row, p, vector)
         return make_event(
             types.IMAGE_INDEXED,

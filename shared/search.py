@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shared import metrics
 from shared.auth.principal import Principal
 from shared.config import Settings
 from shared.db import Database, execute
@@ -63,6 +64,7 @@ class SearchService:
         # A model without a calibration reports raw cosine (and says so: Answered).
         self.spec = spec_for(settings.features)
 
+    @metrics.timed_search("image")
     def by_image(
         self,
         principal: Principal,
@@ -96,6 +98,7 @@ class SearchService:
             vector = self._embedder_for(spec).embed(data)
         return self._query(principal, vector, st.active_space, spec, limit, threshold, exclude)
 
+    @metrics.timed_search("vector")
     def by_vector(
         self,
         principal: Principal,

@@ -12,6 +12,7 @@ from typing import Any, LiteralString
 
 import psycopg
 
+from shared import metrics
 from shared.db import Database, execute, fetch_one
 from shared.errors import Forbidden, NotFound, PayloadTooLarge, QuotaExceeded
 from shared.models import TenantRow
@@ -75,6 +76,7 @@ class UsageService:
     def __init__(self, db: Database):
         self.db = db
 
+    @metrics.counts_quota
     def count_call(self, tenant_id: uuid.UUID) -> None:
         """Count one API call (atomically, in PostgreSQL) and refuse it past the daily limit
         with 429 + Retry-After to the next UTC midnight; refuse suspended tenants."""
@@ -105,6 +107,7 @@ class UsageService:
         )
 
     @staticmethod
+    @metrics.counts_quota
     def check_storage(conn: psycopg.Connection[Any], tenant: TenantRow, new_bytes: int) -> None:
         """Refuse with 413 quota_storage when an upload would pass the limit (call with the
         tenant row locked; the caller inserts the image row in the same transaction)."""
@@ -123,6 +126,7 @@ class UsageService:
             )
 
     @staticmethod
+    @metrics.counts_quota
     def reserve_user(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> TenantRow:
         tenant = UsageService.lock_tenant(conn, tenant_id)
         used = fetch_one(conn, USERS_USED, {"t": tenant_id}, table="users", row=Count)

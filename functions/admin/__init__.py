@@ -3,8 +3,8 @@
 Routes: GET /api/tenants/{id}/analytics; POST /api/tenants/{id}/suspend, /reactivate;
 DELETE /api/tenants/{id}; GET /api/collections; POST/DELETE /api/collections/{name};
 GET /api/admin/failed-events, GET /api/admin/failed-events/{id},
-POST /api/admin/failed-events/{id}/replay; the model lifecycle under /api/admin/models
-(functions/admin/models.py).
+POST /api/admin/failed-events/{id}/replay; GET /api/admin/status (live platform status);
+the model lifecycle under /api/admin/models (functions/admin/models.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from shared.admin import FailedEventRow
 from shared.auth.principal import Principal
 from shared.http import authenticated, container
 from shared.models import ApiModel
+from shared.status import service_for
 from shared.validation import Limit, Offset
 
 router = APIRouter(tags=["admin"])
@@ -132,3 +133,16 @@ def failed_event(event_id: uuid.UUID, request: Request, principal: Auth) -> Fail
 @router.post("/api/admin/failed-events/{event_id}/replay", response_model=FailedEventOut)
 def replay(event_id: uuid.UUID, request: Request, principal: Auth) -> FailedEventOut:
     return FailedEventOut.of(container(request).admin.replay(principal, event_id), full=True)
+
+
+@router.get("/api/admin/status")
+def platform_status(request: Request, principal: Auth) -> dict[str, Any]:
+    """Backlog, throughput, failures in the last hour and per-stage latency (system admins;
+    the same metrics /metrics exposes, see shared/status.py)."""
+    principal.require_system_admin()
+    return service_for(container(request).db).status()
+
+
+def warm(c: Any) -> None:
+    """Start sampling the counters at start-up, so the last hour is an hour."""
+    service_for(c.db).start()

@@ -156,6 +156,11 @@ def service(name: str) -> dict[str, Any]:
         "autoscaling.knative.dev/min-scale": str(p["min"]),
         "autoscaling.knative.dev/max-scale": str(p["max"]),
         "autoscaling.knative.dev/target": str(max(1, int(p["cc"] * 0.7))),
+        # Prometheus' kubernetes-pods job scrapes every function pod's own /metrics
+        # (infra/prometheus/prometheus.yml; the bearer token is DEEPLENS_METRICS_TOKEN).
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8080",
+        "prometheus.io/path": "/metrics",
     }
     env = [
         env_var("FUNCTION_TARGET", name),
@@ -167,6 +172,17 @@ def service(name: str) -> dict[str, Any]:
         # audience only (events/auth.py; the Triggers name the same audience).
         env_var("DEEPLENS_EVENTS_AUTH", "oidc"),
         env_var("DEEPLENS_EVENTS_OIDC_AUDIENCE", audience(name)),
+        # Public services are reachable from outside: a scrape must present this token.
+        {
+            "name": "DEEPLENS_METRICS_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": "deeplens-secrets",
+                    "key": "metrics-token",
+                    "optional": True,
+                }
+            },
+        },
     ]
     if name == "auth":  # the only holder of the signing key
         env.append(from_secret("DEEPLENS_JWT__PRIVATE_KEY", "deeplens-jwt-signing", "private.pem"))

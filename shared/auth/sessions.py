@@ -14,6 +14,7 @@ from typing import Any, LiteralString
 
 import psycopg
 
+from shared import metrics
 from shared.auth.keys import TokenKeys
 from shared.auth.passwords import PasswordHasher
 from shared.db import Database, execute, fetch_all, fetch_one
@@ -79,6 +80,7 @@ class SessionService:
         self.throttle = throttle
 
     # --- login ---------------------------------------------------------------------------
+    @metrics.counts_logins
     def login(
         self,
         email: str,
@@ -193,6 +195,7 @@ class SessionService:
         )
 
     # --- refresh / logout ----------------------------------------------------------------
+    @metrics.counts_refreshes
     def refresh(
         self, token: str, *, ip: str | None = None, user_agent: str | None = None
     ) -> TokenPair:

@@ -7,11 +7,13 @@ extract service over HTTP never imports torch.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
+from shared import metrics
 from shared.config import Settings
 from shared.errors import InvalidInput, TransientError
 from shared.features.registry import ModelSpec, spec_for
@@ -84,12 +86,16 @@ class LocalEmbedder:
         return "cpu (onnxruntime)" if self.backend == "onnx" else str(self.extractor.device)
 
     def embed(self, data: bytes) -> list[float]:
-        if self.batcher is None:
-            return [float(x) for x in self.onnx.embed_one(data)]
-        return [float(x) for x in self.batcher.embed(data)]
+        t0 = time.perf_counter()
+        row = self.onnx.embed_one(data) if self.batcher is None else self.batcher.embed(data)
+        metrics.extracted(self.spec.name, 1, time.perf_counter() - t0)
+        return [float(x) for x in row]
 
     def embed_many(self, items: list[bytes]) -> list[list[float]]:
-        return [[float(x) for x in row] for row in self.extractor.embed_bytes(items)]
+        t0 = time.perf_counter()
+        rows = self.extractor.embed_bytes(items)
+        metrics.extracted(self.spec.name, len(items), time.perf_counter() - t0)
+        return [[float(x) for x in row] for row in rows]
 
     def close(self) -> None:
         if self.batcher is not None:

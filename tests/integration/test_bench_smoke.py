@@ -11,7 +11,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("name", ["extract", "search", "coldstart", "http", "ingest", "migration"])
+@pytest.mark.parametrize(
+    "name", ["extract", "search", "coldstart", "http", "ingest", "migration", "observability"]
+)
 def test_benchmark_smoke(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

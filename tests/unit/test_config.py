@@ -73,10 +73,11 @@ def test_production_refuses_the_repository_templates() -> None:
                 "DEEPLENS_STORAGE__SECRET_KEY": secrets["deeplens-secrets"]["s3-secret-key"],
                 "DEEPLENS_JWT__PRIVATE_KEY": secrets["deeplens-jwt-signing"]["private.pem"],
                 "DEEPLENS_JWT__PUBLIC_KEY": public["public.pem"],
+                "DEEPLENS_METRICS_TOKEN": secrets["deeplens-secrets"]["metrics-token"],
             }
         )
     text = str(exc.value)
-    for name in ("DATABASE_URL", "SECRET_KEY", "PRIVATE_KEY", "PUBLIC_KEY"):
+    for name in ("DATABASE_URL", "SECRET_KEY", "PRIVATE_KEY", "PUBLIC_KEY", "METRICS_TOKEN"):
         assert name in text
 
 

@@ -110,7 +110,7 @@ function renderNav() {
       h("a", { href: "#/search" }, "Search"));
   }
   if (isAdmin() && state.me.tenant) nav.append(h("a", { href: "#/admin" }, "Tenant admin"));
-  if (isSystem()) nav.append(h("a", { href: "#/system" }, "System admin"));
+  if (isSystem()) nav.append(h("a", { href: "#/system" }, "System admin"), h("a", { href: "#/status" }, "Status"));
   const who = state.me.user ? state.me.user.email : "API key";
   nav.append(h("span", { class: "who" }, `${who} · ${state.me.tenant ? state.me.tenant.name : "platform"} · ${role()}`),
     h("button", { class: "secondary", type: "button", onclick: signOut }, "Sign out"));
@@ -431,6 +431,41 @@ async function modelsPanel() {
   if (tot.remaining > 0) modelsPanel.timer = setTimeout(() => { if (location.hash.startsWith("#/system")) render(); }, 2000);
   return panel;
 }
+// ---- live status (system admins; the same metrics /metrics exposes) -----------------------
+const fmtMs = (v) => v === null || v === undefined ? "–" : v < 1000 ? `${v.toFixed(0)} ms` : `${(v / 1000).toFixed(2)} s`;
+const fmtWindow = (s) => s >= 3540 ? "last hour" : `last ${Math.max(1, Math.round(s / 60))} min (since start)`;
+function stat(label, value, id, bad = false) {
+  return h("div", { class: `stat${bad ? " bad" : ""}`, "data-stat": id }, h("div", { class: "value" }, String(value)), h("div", { class: "label" }, label));
+}
+async function statusPage() {
+  const s = await api("/api/admin/status");
+  if (location.hash !== "#/status") return;
+  const last = s.lastHour;
+  page("Platform status",
+    h("p", { class: "muted" }, "Live from the platform's metrics; refreshes every 5 seconds."),
+    h("h2", {}, "Backlog"), h("div", { class: "stats" },
+      stat("undelivered events", s.backlog.events, "backlog", s.backlog.events > 100),
+      stat("oldest waiting", `${s.backlog.oldestSeconds.toFixed(0)} s`, "oldest", s.backlog.oldestSeconds > 300),
+      stat("failed events to replay", s.failedEvents, "failed-events", s.failedEvents > 0)),
+    h("h2", {}, "Throughput"), h("div", { class: "stats" },
+      stat("images indexed / min", s.throughput.indexedPerMinute, "indexed-per-minute"),
+      stat("requests / s", s.throughput.requestsPerSecond, "requests-per-second"),
+      stat("deliveries / s", s.throughput.deliveriesPerSecond, "deliveries-per-second")),
+    h("h2", {}, `Failures, ${fmtWindow(last.windowSeconds)}`), h("div", { class: "stats" },
+      stat("pipeline failures", last.pipelineFailures, "pipeline-failures", last.pipelineFailures > 0),
+      stat("dead-lettered events", last.deadLettered, "dead-lettered", last.deadLettered > 0),
+      stat("server errors (5xx)", last.serverErrors, "server-errors", last.serverErrors > 0),
+      stat("retried deliveries", last.retried, "retried"),
+      stat("images indexed", last.indexed, "indexed")),
+    h("h2", {}, "Pipeline stages"), h("table", { id: "stages" },
+      h("thead", {}, h("tr", {}, ["Stage", "Runs", "Failed", "p50", "p95"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, s.stages.map((st) => h("tr", { "data-stage": st.stage }, h("td", {}, st.stage), h("td", {}, st.runs), h("td", {}, st.failed),
+        h("td", {}, fmtMs(st.p50Ms)), h("td", {}, fmtMs(st.p95Ms)))))),
+    h("h2", {}, "Images by status"), h("div", { class: "stats" },
+      Object.entries(s.images).map(([k, v]) => stat(k, v, `images-${k}`, k === "failed" && v > 0))));
+  clearTimeout(statusPage.timer);
+  statusPage.timer = setTimeout(() => { if (location.hash === "#/status") statusPage().catch(() => {}); }, 5000);
+}
 function tierSelect(t) {
   const sel = h("select", { "aria-label": `tier of ${t.name}` }, ["Free", "Professional", "Enterprise"].map((x) => h("option", { selected: x === t.tier }, x)));
   sel.addEventListener("change", async () => { await api(`/api/tenants/${t.id}`, { method: "PUT", json: { tier: sel.value } }); toast(`${t.name}: ${sel.value}`); });
@@ -454,6 +489,7 @@ async function render() {
       case "image": return await imagePage(parts[1]);
       case "admin": return await adminPage();
       case "system": return await systemPage();
+      case "status": return await statusPage();
       default: return state.me.tenant ? await libraryPage(params) : await systemPage();
     }
   } catch (e) {

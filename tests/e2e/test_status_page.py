@@ -1,0 +1,96 @@
+"""The system admin's live status page in the browser: after uploads, it shows the backlog,
+throughput, the last hour's failures and each stage's runs and latency — read from the same
+metrics /metrics exposes. Tenant users may not read it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Running, signup, wait_all
+from tests.e2e.test_web_ui import SIZES, browser, running, shoot  # noqa: F401 - fixtures
+from tests.metrics_scrape import Scrape
+from tests.photos import encode, photos
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_status_page_shows_the_metrics(running: Running, browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from playwright.sync_api import expect
+
+    env = {
+        **os.environ,
+        "DEEPLENS_DATA_DIR": str(running.log.parent),
+        "DEEPLENS_DATABASE_URL": running.database_url,
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shared.cli",
+            "admin",
+            "create",
+            "--email",
+            "root@status.test",
+            "--password",
+            "root-password-1",
+        ],
+        check=True,
+        env=env,
+        cwd=ROOT,
+    )
+    http = running.http
+    t = signup(http, "Status Co")
+    ids = set()
+    for name, img in list(photos().items())[:2]:
+        r = http.post(
+            "/api/images/upload",
+            headers=t["key_headers"],
+            files={"file": (f"{name}.jpg", encode(img))},
+        )
+        assert r.status_code == 202
+        ids.add(r.json()["imageId"])
+    wait_all(http, t["key_headers"], ids)
+    # Tenant users are refused; the API answers system admins only.
+    assert http.get("/api/admin/status", headers=t["headers"]).status_code == 403
+
+    root = http.post(
+        "/api/auth/login", json={"email": "root@status.test", "password": "root-password-1"}
+    ).json()
+    status = http.get(
+        "/api/admin/status", headers={"Authorization": f"Bearer {root['accessToken']}"}
+    ).json()
+    stages = {s["stage"]: s for s in status["stages"]}
+    assert {k: stages[k]["runs"] for k in stages} == {
+        "process-image": 2,
+        "extract": 2,
+        "index-vector": 2,
+    }
+    assert all(s["p50Ms"] is not None and s["p50Ms"] <= s["p95Ms"] for s in stages.values())
+    assert status["lastHour"]["indexed"] == 2 and status["lastHour"]["pipelineFailures"] == 0
+    assert status["images"]["indexed"] == 2
+    assert status["backlog"]["events"] == 0
+    # The same figures as the scrape.
+    m = Scrape(http.get("/metrics").text)
+    assert m.value("deeplens_upload_to_indexed_seconds_count") == status["lastHour"]["indexed"]
+
+    page = browser.new_context(viewport=SIZES["desktop"]).new_page()
+    page.goto(running.url + "/#/login")
+    page.get_by_label("Email", exact=True).fill("root@status.test")
+    page.get_by_label("Password", exact=True).fill("root-password-1")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Status").click()
+    expect(page.get_by_role("heading", name="Platform status")).to_be_visible()
+    expect(page.locator('[data-stat="images-indexed"] .value')).to_have_text("2")
+    expect(page.locator('[data-stat="indexed"] .value')).to_have_text("2")
+    expect(page.locator('[data-stat="backlog"] .value')).to_have_text("0")
+    for stage in ("process-image", "extract", "index-vector"):
+        row = page.locator(f'tr[data-stage="{stage}"] td')
+        expect(row.nth(1)).to_have_text("2")
+        expect(row.nth(3)).not_to_have_text("–")
+    shoot(page, "system-status")
