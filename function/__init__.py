@@ -2,7 +2,8 @@
 
 ``new()`` returns one function instance following func-python's contract: async ASGI
 ``handle``, ``start(cfg)``, ``stop()``, ``alive()``, ``ready()``. ``FUNCTION_TARGET`` picks
-the function to serve (one Knative Service each); unset, every function is served (local mode).
+the function to serve (one Knative Service each); a comma-separated list serves a group in one
+process (``deeplens up``'s layout); unset, every function is served (single-process mode).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class DeepLensFunction:
         self, target: str | None = None, *, only: list[str] | None = None, **overrides: Any
     ):
         self.target = target if target is not None else os.environ.get("FUNCTION_TARGET") or None
+        if self.target and "," in self.target:  # a group of functions in one process
+            only, self.target = [n.strip() for n in self.target.split(",") if n.strip()], None
         for name in [self.target] if self.target else (only or []):
             if name not in FUNCTIONS:
                 raise ValueError(f"unknown FUNCTION_TARGET {name!r}; one of {sorted(FUNCTIONS)}")

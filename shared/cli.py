@@ -19,7 +19,17 @@ def _settings_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Every function in one process behind one port, with the local broker."""
+    """The local platform: a supervisor of one process per function group, an ingress on
+    the port, the PostgreSQL broker over HTTP (shared/local). ``--single-process``: every
+    function in one process with the in-process broker (for debugging)."""
+    if not args.single_process:
+        from shared.local.supervisor import run_up
+
+        return run_up(_settings_env(args), args.host, args.port, ingress=args.ingress)
+    return _up_single_process(args)
+
+
+def _up_single_process(args: argparse.Namespace) -> int:
     import uvicorn
 
     from function import new
@@ -112,10 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run every function in one process (local mode)")
+    up = sub.add_parser("up", help="run the platform locally (one process per function)")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--data-dir", type=Path)
+    up.add_argument(
+        "--single-process",
+        action="store_true",
+        help="every function in one process with the in-process broker (debugging)",
+    )
+    up.add_argument(
+        "--ingress", type=int, default=1, help="ingress processes sharing the port (default 1)"
+    )
     up.set_defaults(func=cmd_up)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")
