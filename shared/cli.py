@@ -57,6 +57,9 @@ def _up_single_process(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
+    from shared.embedded import stop_embedded
+
+    stop_embedded()  # SIGTERM ends uvicorn.run normally; the embedded server goes with it
     return 0
 
 

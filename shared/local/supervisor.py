@@ -40,6 +40,8 @@ from shared.local.layout import Group, cores, layout
 log = logging.getLogger("deeplens.up")
 
 STOP_GRACE = 6.0
+START_WAIT = 20.0
+PUBLIC_GROUPS = ("core", "auth", "web")
 BACKOFF_MIN, BACKOFF_MAX, BACKOFF_RESET = 0.5, 30.0, 60.0
 # Database connections per process: the platform shares one server with everything else.
 POOL_MAX = {"core": 8, "auth": 4}
@@ -74,6 +76,11 @@ class Proc:
     restarts: int = 0
     port: int | None = None
     functions: tuple[str, ...] = field(default_factory=tuple)
+    # Started once these are ready (or after START_WAIT): the public functions first, so
+    # the platform answers sooner; one extract first, so the model is exported only once.
+    after: list[Proc] = field(default_factory=list)
+    ready_url: str = ""
+    ready: bool = False
 
     def start(self) -> None:
         self.popen = subprocess.Popen(
@@ -81,8 +88,12 @@ class Proc:
         )
         self.started_at = time.monotonic()
         self.restart_at = None
+        self.set_ready(False)
+
+    def set_ready(self, ready: bool) -> None:
+        self.ready = ready
         if self.replica is not None:
-            self.replica.ready = False
+            self.replica.ready = ready
 
     @property
     def pid(self) -> int | None:
@@ -157,6 +168,7 @@ class Supervisor:
                         self._child_env(g, name, p, extract0),
                         replica=replica,
                         port=p,
+                        ready_url=f"http://127.0.0.1:{p}/health/readiness",
                         functions=g.functions,
                     )
                 )
@@ -180,10 +192,20 @@ class Supervisor:
                     ingress_env,
                     pass_fds=(listener.fileno(),),
                     port=self.port,
+                    ready_url=f"http://{self._connect_host()}:{self.port}/health/readiness",
                 )
             )
+        public = [p for p in self.procs if p.name in PUBLIC_GROUPS or p.replica is None]
+        first_extract = next(p for p in self.procs if "extract" in p.functions)
         for proc in self.procs:
-            proc.start()
+            if proc.replica is not None and proc.name not in PUBLIC_GROUPS:
+                proc.after = list(public)
+                if "extract" in proc.functions and proc is not first_extract:
+                    proc.after.append(first_extract)
+        self.t_start = time.monotonic()
+        for proc in self.procs:
+            if not proc.after:
+                proc.start()
         db = Database(url, min_size=1, max_size=3)
         db.open()
         self.db = db
@@ -196,6 +218,11 @@ class Supervisor:
         )
         self.broker.start(reclaim=True)
         self._print_layout(groups, data_dir)
+
+    def _connect_host(self) -> str:
+        if self.host in ("0.0.0.0", ""):
+            return "127.0.0.1"
+        return f"[{self.host}]" if ":" in self.host else self.host
 
     def _child_env(self, g: Group, name: str, port: int, extract0: str) -> dict[str, str]:
         env = dict(self.env)
@@ -224,8 +251,9 @@ class Supervisor:
         ]
         for p in self.procs:
             listen = f"127.0.0.1:{p.port}" if p.replica else f"{self.host}:{self.port}"
+            pid = p.pid or "(next)"
             what = ", ".join(p.functions) if p.functions else "routes from functions/routes.py"
-            lines.append(f"  {p.name:<16} {p.pid or 0:>7}  {listen:<16} {what}")
+            lines.append(f"  {p.name:<16} {pid:>7}  {listen:<16} {what}")
         lines.append(
             "  supervisor       "
             f"{os.getpid():>7}  -                PostgreSQL broker (CloudEvents over HTTP), sweeper tick"
@@ -262,11 +290,15 @@ class Supervisor:
             now = time.monotonic()
             changed = False
             for p in self.procs:
-                assert p.popen is not None
+                if p.popen is None:
+                    waited = now - self.t_start > START_WAIT
+                    if waited or all(d.ready for d in p.after):
+                        p.start()
+                        changed = True
+                    continue
                 code = p.popen.poll()
                 if code is not None and p.restart_at is None:
-                    if p.replica is not None:
-                        p.replica.ready = False
+                    p.set_ready(False)
                     if now - p.started_at > BACKOFF_RESET:
                         p.backoff = BACKOFF_MIN
                     p.restart_at = now + p.backoff
@@ -283,9 +315,9 @@ class Supervisor:
                     p.restarts += 1
                     changed = True
                     log.info("%s restarted (pid %s)", p.name, p.pid)
-                elif code is None and p.replica is not None and not p.replica.ready:
-                    p.replica.ready = self._ready(p)
-                    if p.replica.ready:
+                elif code is None and not (p.replica.ready if p.replica else p.ready):
+                    p.set_ready(self._ready(p))
+                    if p.ready:
                         log.info("%s ready", p.name)
             if changed:
                 self._write_state(self.state_dir)
@@ -293,7 +325,7 @@ class Supervisor:
 
     def _ready(self, p: Proc) -> bool:
         try:
-            return self.http.get(f"http://127.0.0.1:{p.port}/health/readiness").status_code == 200
+            return self.http.get(p.ready_url).status_code == 200
         except httpx.HTTPError:
             return False
 
