@@ -307,7 +307,7 @@ class HttpBroker(LocalBroker):
             limits=httpx.Limits(max_connections=total, max_keepalive_connections=total),
         )
 
-    def _slots(self, busy: int) -> tuple[int, list[str] | None]:
+    def _slots(self, busy: int) -> tuple[int, list[str] | None]:  # noqa: ARG002 - per replica
         n, subscribers = 0, []
         for fn, replicas in self.targets.items():
             free = sum(max(0, r.concurrency - r.inflight) for r in replicas if r.ready)

@@ -194,13 +194,17 @@ class Ingress:
                     return
                 except asyncio.LimitOverrunError:
                     writer.write(
-                        simple_response(400, error_json("bad_request", "headers too large"), close=True)
+                        simple_response(
+                            400, error_json("bad_request", "headers too large"), close=True
+                        )
                     )
                     return
                 try:
                     keep = await self.one_request(head, reader, writer, client_ip)
                 except BadRequest as exc:
-                    writer.write(simple_response(400, error_json("bad_request", str(exc)), close=True))
+                    writer.write(
+                        simple_response(400, error_json("bad_request", str(exc)), close=True)
+                    )
                     return
                 if not keep:
                     return
@@ -374,7 +378,9 @@ class Ingress:
             asyncio.open_connection(backend.host, backend.port), 2
         )
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nhost: ingress\r\nconnection: close\r\n\r\n".encode())
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nhost: ingress\r\nconnection: close\r\n\r\n".encode()
+            )
             data = await asyncio.wait_for(reader.read(-1), 5)
         finally:
             writer.close()
@@ -389,7 +395,7 @@ class Ingress:
         for fn in self.public_functions():
             try:
                 status, _ = await self._get(self.backends[fn][0], "/health/readiness")
-            except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+            except (TimeoutError, OSError, ValueError, IndexError):
                 status = 0
             if status != 200:
                 ok = False
@@ -417,7 +423,7 @@ class Ingress:
             try:
                 status, body = await self._get(backend, "/openapi.json")
                 part = json.loads(body) if status == 200 else None
-            except (OSError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, OSError, ValueError):
                 part = None
             if part is None:
                 complete = False
@@ -461,7 +467,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--fd", type=int, default=None, help="an inherited listening socket")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [ingress] %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s [ingress] %(message)s"
+    )
     backends = json.loads(os.environ["DEEPLENS_INGRESS_BACKENDS"])
     asyncio.run(serve(args.host, args.port, backends, fd=args.fd))
 

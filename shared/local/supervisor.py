@@ -217,7 +217,7 @@ class Supervisor:
             sweep_every=settings.sweeper_interval_seconds,
         )
         self.broker.start(reclaim=True)
-        self._print_layout(groups, data_dir)
+        self._print_layout(data_dir)
 
     def _connect_host(self) -> str:
         if self.host in ("0.0.0.0", ""):
@@ -243,7 +243,7 @@ class Supervisor:
             env.setdefault("DEEPLENS_FEATURES__EXTRACT_URL", extract0)
         return env
 
-    def _print_layout(self, groups: list[Group], data_dir: Path) -> None:
+    def _print_layout(self, data_dir: Path) -> None:
         lines = [
             f"DeepLens on http://{self.host}:{self.port} (data in {data_dir};"
             f" {cores()} cores; {'embedded' if self.embedded else 'external'} PostgreSQL)",
@@ -255,10 +255,10 @@ class Supervisor:
             what = ", ".join(p.functions) if p.functions else "routes from functions/routes.py"
             lines.append(f"  {p.name:<16} {pid:>7}  {listen:<16} {what}")
         lines.append(
-            "  supervisor       "
-            f"{os.getpid():>7}  -                PostgreSQL broker (CloudEvents over HTTP), sweeper tick"
+            f"  {'supervisor':<16} {os.getpid():>7}  {'-':<16}"
+            " PostgreSQL broker (CloudEvents over HTTP), sweeper tick"
         )
-        print("\n".join(lines), flush=True)
+        print("\n".join(lines), flush=True)  # noqa: T201 - what the user sees at start
         self._write_state(data_dir)
 
     def _write_state(self, data_dir: Path) -> None:
