@@ -74,8 +74,14 @@ class DeepLensFunction:
                 warm(container)
         self.app = app
         # FastAPI itself opens a server span per request ("POST /api/auth/login").
-        self._asgi = BodyLimit(
-            app, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes
+        from shared.hotpath import QuotaGate
+
+        # Data-plane calls are authenticated and counted before any body is read.
+        self._asgi = QuotaGate(
+            BodyLimit(
+                app, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes
+            ),
+            lambda: container.gate,
         )
         if (
             settings.broker == "local"

@@ -27,6 +27,7 @@ from shared.users import UserService
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
+    from shared.hotpath import Gate
     from shared.admin import AdminService
     from shared.duplicates import DuplicateService
     from shared.features.embedder import Embedder
@@ -66,6 +67,8 @@ class Container:
 
     def close(self) -> None:
         """Close what this container built; adapters passed in belong to the caller."""
+        if "gate" in self.__dict__:
+            self.gate.close()  # writes the calls still counted in memory
         if "vectors" in self.__dict__ and self._vectors is None:
             self.vectors.close()
         if "embedder" in self.__dict__ and self._embedder is None:
@@ -129,6 +132,15 @@ class Container:
             per_address=s.login_max_failures_per_address,
             window=s.login_failure_window_seconds,
         )
+
+    @cached_property
+    def gate(self) -> Gate:
+        """The authenticated hot path: identity cache and API-call meter (shared/hotpath.py)."""
+        from shared.hotpath import Gate
+
+        gate = Gate(self.db, lambda: self.keys)
+        gate.start()
+        return gate
 
     @cached_property
     def api_keys(self) -> ApiKeyService:
