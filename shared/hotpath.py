@@ -49,7 +49,7 @@ from shared.errors import (
     TransientError,
     Unauthorized,
 )
-from shared.http import Message, Receive, Scope, Send, error_body
+from shared.http import PRINCIPAL_KEY, Message, Receive, Scope, Send, error_body
 from shared.models import ApiKeyRow
 from shared.usage import seconds_to_utc_midnight
 
@@ -206,7 +206,9 @@ class Gate:
         user = self._cached(self.users, user_id, load, db)
         if user is None or not user.is_active:
             raise Unauthorized("this account is disabled", code="account_disabled")
-        if str(user.tenant_id) != str(claims.tid) and not (user.tenant_id is None and not claims.tid):
+        if str(user.tenant_id) != str(claims.tid) and not (
+            user.tenant_id is None and not claims.tid
+        ):
             raise Unauthorized("this token no longer matches its account", code="invalid_token")
         # The role is the account's current one, not the one the token was issued with.
         return Principal(tenant_id=user.tenant_id, role=user.role, user_id=user_id)
@@ -221,8 +223,10 @@ class Gate:
                 )
 
         row = self._cached(self.api_keys, prefix, load, db)
-        if row is None or row.revoked_at is not None or not hmac.compare_digest(
-            row.key_hash, _hash(key)
+        if (
+            row is None
+            or row.revoked_at is not None
+            or not hmac.compare_digest(row.key_hash, _hash(key))
         ):
             raise Unauthorized("invalid API key", code="invalid_api_key")
         now = time.monotonic()
@@ -284,7 +288,9 @@ class Gate:
                 self.epoch += 1
                 self._clear()
             if not self._stop.is_set():
-                log.warning("identity LISTEN connection lost; reading the database until it is back")
+                log.warning(
+                    "identity LISTEN connection lost; reading the database until it is back"
+                )
                 self._stop.wait(1.0)
 
     # --- the API-call meter -----------------------------------------------------------------
@@ -416,7 +422,7 @@ def credentials(headers: dict[str, str]) -> tuple[str | None, str | None]:
 class QuotaGate:
     """ASGI middleware for the data plane: authenticate, check the tenant and count the call
     before the application (or its body parsing) runs. The principal is left in the request
-    state, where ``shared.http.authenticated`` finds it."""
+    scope, where ``shared.http.authenticated`` finds it."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Any], gate: Callable[[], Gate]):
         self.app, self.gate = app, gate
@@ -458,7 +464,7 @@ class QuotaGate:
         except DeepLensError as exc:
             await send_error(send, exc)
             return
-        scope.setdefault("state", {})["principal"] = principal
+        scope[PRINCIPAL_KEY] = principal  # never scope["state"]: hypercorn shares it
         await self.app(scope, receive, send)
 
     @staticmethod

@@ -168,6 +168,9 @@ def bearer(request: Request) -> str | None:
     return None
 
 
+PRINCIPAL_KEY = "deeplens.principal"
+
+
 def authenticated(request: Request) -> Principal:
     """FastAPI dependency: a JWT (Bearer) or an API key (X-API-Key, or Bearer dl_…), with the
     account's current rights (shared/hotpath.py). Data-plane calls were already authenticated
@@ -175,7 +178,9 @@ def authenticated(request: Request) -> Principal:
     are not counted (a tenant over its quota can still sign in and read its usage)."""
     from shared.hotpath import DATA_PLANE, credentials
 
-    done: Principal | None = getattr(request.state, "principal", None)
+    # In the request's own scope: func-python's server (hypercorn) shares one ``state`` dict
+    # between all requests, so request.state must never carry a principal.
+    done: Principal | None = request.scope.get(PRINCIPAL_KEY)
     if done is not None:
         return done
     c = container(request)
@@ -194,7 +199,7 @@ def authenticated(request: Request) -> Principal:
         else:
             gate.tenant(principal.tenant_id)
             gate.flush_tenant(principal.tenant_id)  # usage reads see this process's calls
-    request.state.principal = principal
+    request.scope[PRINCIPAL_KEY] = principal
     return principal
 
 
