@@ -27,10 +27,10 @@ from shared.users import UserService
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
-    from shared.hotpath import Gate
     from shared.admin import AdminService
     from shared.duplicates import DuplicateService
     from shared.features.embedder import Embedder
+    from shared.hotpath import Gate
     from shared.images import ImageService
     from shared.pipeline import PipelineService
     from shared.search import SearchService

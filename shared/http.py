@@ -184,7 +184,7 @@ def authenticated(request: Request) -> Principal:
     if done is not None:
         return done
     c = container(request)
-    api_key, token = credentials({k: v for k, v in request.headers.items()})
+    api_key, token = credentials(dict(request.headers.items()))
     if api_key is None and token is None:
         raise Unauthorized(
             "authentication required",

@@ -247,9 +247,14 @@ def test_meter_is_exact_in_one_process_and_bounded_across_processes(
         tid = uuid.UUID(t["tenant"]["id"])
         sql(database_url, "UPDATE tenants SET max_api_calls_per_day = %s WHERE id = %s", limit, tid)
         for g in gates:
-            eventually(lambda g=g: g.tenant(tid).max_api_calls_per_day == limit, 1.0)
+            eventually(
+                lambda g=g, t=tid, n=limit: g.tenant(t).max_api_calls_per_day == n,  # type: ignore[misc]
+                1.0,
+            )
         with ThreadPoolExecutor(8) as pool:
-            admitted = sum(pool.map(lambda i: _hammer(gates[i % len(gates)], tid, 150), range(8)))
+            admitted = sum(
+                pool.map(_hammer, [gates[i % len(gates)] for i in range(8)], [tid] * 8, [150] * 8)
+            )
         for g in gates:
             g.flush()
         counted = sql(database_url, "SELECT api_calls FROM usage_daily WHERE tenant_id = %s", tid)[
