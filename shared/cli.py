@@ -93,7 +93,7 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = ["extract", "search", "http", "coldstart", "ingest"]
+BENCHMARKS = ["extract", "search", "http", "coldstart", "ingest", "extracthttp", "noisy"]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -11,7 +11,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("name", ["extract", "search", "coldstart", "http", "ingest"])
+@pytest.mark.parametrize(
+    "name", ["extract", "search", "coldstart", "http", "ingest", "extracthttp", "noisy"]
+)
 def test_benchmark_smoke(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -119,7 +119,7 @@ def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  #
         clients=clients,
         seconds=seconds,
         errors=errors,
-        server="deeplens up (uvicorn, one process)",
+        server="deeplens up (ingress + one process per function group)",
     )
 
 
