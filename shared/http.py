@@ -171,18 +171,24 @@ def bearer(request: Request) -> str | None:
 PRINCIPAL_KEY = "deeplens.principal"
 
 
-def authenticated(request: Request) -> Principal:
+async def authenticated(request: Request) -> Principal:
     """FastAPI dependency: a JWT (Bearer) or an API key (X-API-Key, or Bearer dl_…), with the
     account's current rights (shared/hotpath.py). Data-plane calls were already authenticated
     and counted by the QuotaGate middleware; elsewhere suspended tenants are refused but calls
     are not counted (a tenant over its quota can still sign in and read its usage)."""
-    from shared.hotpath import DATA_PLANE, credentials
-
     # In the request's own scope: func-python's server (hypercorn) shares one ``state`` dict
     # between all requests, so request.state must never carry a principal.
     done: Principal | None = request.scope.get(PRINCIPAL_KEY)
     if done is not None:
-        return done
+        return done  # no threadpool hop on the data plane's hot path
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_authenticate, request)
+
+
+def _authenticate(request: Request) -> Principal:
+    from shared.hotpath import DATA_PLANE, credentials
+
     c = container(request)
     api_key, token = credentials(dict(request.headers.items()))
     if api_key is None and token is None:
