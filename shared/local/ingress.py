@@ -5,7 +5,7 @@ A small HTTP/1.1 reverse proxy on asyncio streams: keep-alive on both sides, bod
 (Content-Length or chunked, never buffered whole), ``Expect: 100-continue`` answered here.
 It never routes ``/events/*`` (404, as for any unrouted path): only the broker reaches the
 event endpoints, as cluster-local services on Knative. It answers ``/health/liveness``
-itself, ``/health/readiness`` from the public functions' readiness, and serves ``/docs`` and
+itself, ``/health/readiness`` from the functions' readiness, and serves ``/docs`` and
 ``/openapi.json`` merged from the public functions. Clients' own ``X-Forwarded-*`` headers are
 replaced with what the ingress saw.
 
@@ -388,11 +388,16 @@ class Ingress:
         return int(head.split(b" ", 2)[1]), body
 
     async def ready(self) -> bool:
-        """Ready when one replica of every public function is (cached for a second)."""
+        """Ready when one replica of every function is, the pipeline's included (cached for a
+        second): a platform that answers but cannot index is not ready."""
         if time.monotonic() - self._ready_at < 1.0:
             return self._ready
         ok = True
-        for fn in self.public_functions():
+        checked: set[int] = set()
+        for fn in sorted(self.backends):
+            if self.backends[fn][0].port in checked:
+                continue
+            checked.add(self.backends[fn][0].port)
             try:
                 status, _ = await self._get(self.backends[fn][0], "/health/readiness")
             except (TimeoutError, OSError, ValueError, IndexError):

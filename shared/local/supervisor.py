@@ -40,8 +40,7 @@ from shared.local.layout import Group, cores, layout
 log = logging.getLogger("deeplens.up")
 
 STOP_GRACE = 6.0
-START_WAIT = 20.0
-PUBLIC_GROUPS = ("core", "auth", "web")
+START_WAIT = 30.0
 BACKOFF_MIN, BACKOFF_MAX, BACKOFF_RESET = 0.5, 30.0, 60.0
 # Database connections per process: the platform shares one server with everything else.
 POOL_MAX = {"core": 8, "auth": 4}
@@ -195,13 +194,17 @@ class Supervisor:
                     ready_url=f"http://{self._connect_host()}:{self.port}/health/readiness",
                 )
             )
-        public = [p for p in self.procs if p.name in PUBLIC_GROUPS or p.replica is None]
-        first_extract = next(p for p in self.procs if "extract" in p.functions)
+        # One replica of every group starts at once (the platform is ready when each function
+        # has one); further replicas follow their group's first, which has by then exported
+        # the ONNX model once for all of them.
+        first: dict[tuple[str, ...], Proc] = {}
         for proc in self.procs:
-            if proc.replica is not None and proc.name not in PUBLIC_GROUPS:
-                proc.after = list(public)
-                if "extract" in proc.functions and proc is not first_extract:
-                    proc.after.append(first_extract)
+            if proc.replica is None:
+                continue
+            if proc.functions in first:
+                proc.after = [first[proc.functions]]
+            else:
+                first[proc.functions] = proc
         self.t_start = time.monotonic()
         for proc in self.procs:
             if not proc.after:
