@@ -43,8 +43,12 @@ def _up_single_process(args: argparse.Namespace) -> int:
     if not settings.database_url:
         env["DEEPLENS_DATABASE_URL"] = embedded_database_url(settings.data_dir)
         log.info("using embedded PostgreSQL under %s", settings.data_dir / "postgres")
+    from shared.embedded import stop_embedded
+
     fn = new()
-    app = LocalServer(fn, env)
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so the embedded server is stopped
+    # in the lifespan's shutdown, not after uvicorn.run returns.
+    app = LocalServer(fn, env, on_stop=stop_embedded)
     log.info(
         "DeepLens on http://%s:%s (data in %s)", args.host, args.port, settings.data_dir.resolve()
     )
@@ -57,9 +61,6 @@ def _up_single_process(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    from shared.embedded import stop_embedded
-
-    stop_embedded()  # SIGTERM ends uvicorn.run normally; the embedded server goes with it
     return 0
 
 

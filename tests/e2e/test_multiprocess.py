@@ -193,3 +193,27 @@ def test_sigterm_stops_every_process_and_embedded_postgres(tmp_path: Path) -> No
     print(f"\nstopped {len(everything)} processes in {time.monotonic() - t0:.2f}s")
     assert left == [], left
     run.http.close()
+
+
+def test_single_process_mode_still_serves_and_stops(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run = start_platform(data_dir, database_url=None, args=["--single-process"], timeout=60)
+    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    try:
+        t = signup(run.http, "Single")
+        r = run.http.post(
+            "/api/images/upload",
+            headers=t["key_headers"],
+            files={"file": ("one.jpg", noise_images(1)[0], "image/jpeg")},
+        )
+        assert r.status_code == 202
+        assert set(wait_all(run.http, t["key_headers"], {r.json()["imageId"]}).values()) == {
+            "indexed"
+        }
+        assert not (data_dir / "run" / "processes.json").exists()  # no supervisor here
+    finally:
+        run.stop()
+    deadline = time.monotonic() + 10
+    while alive(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(postmaster)  # SIGTERM stops the embedded PostgreSQL in this mode too

@@ -288,3 +288,21 @@ def test_flushes_are_batched(plat: Platform, database_url: str) -> None:
         uuid.UUID(t["tenant"]["id"]),
     )
     assert calls == [(301,)]
+
+
+def test_remembered_token_still_expires(database_url: str, tmp_path: Path) -> None:
+    p = make_platform(
+        database_url,
+        tmp_path,
+        only=["auth", "tenants", "images"],
+        env={"DEEPLENS_JWT__ACCESS_TTL_SECONDS": "2"},
+    )
+    try:
+        t = p.signup("Short Lived")
+        assert p.client.get("/api/images", headers=t["headers"]).status_code == 200
+        assert t["accessToken"] in p.container.gate.verified  # verified once, remembered
+        time.sleep(2.5)
+        r = p.client.get("/api/images", headers=t["headers"])
+        assert r.status_code == 401 and r.json()["error"]["code"] == "token_expired"
+    finally:
+        p.fn.stop()
