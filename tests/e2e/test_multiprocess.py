@@ -217,3 +217,37 @@ def test_single_process_mode_still_serves_and_stops(tmp_path: Path) -> None:
     while alive(postmaster) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(postmaster)  # SIGTERM stops the embedded PostgreSQL in this mode too
+
+
+def test_functions_see_the_client_address_behind_the_ingress(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Sign-in throttling per address counts each client, not the ingress (one trusted hop;
+    a client's own X-Forwarded-For is replaced)."""
+    import httpx
+
+    run = start_platform(
+        tmp_path / "data",
+        database_url=database_url,
+        extra_env={"DEEPLENS_LOGIN_MAX_FAILURES_PER_ADDRESS": "3"},
+    )
+
+    def client(address: str) -> httpx.Client:
+        transport = httpx.HTTPTransport(local_address=address)
+        return httpx.Client(base_url=run.url, transport=transport, timeout=30)
+
+    try:
+        with client("127.0.0.2") as a, client("127.0.0.3") as b:
+            for i in range(3):
+                r = a.post(
+                    "/api/auth/login",
+                    json={"email": f"nobody{i}@x.test", "password": "wrong-password"},
+                    headers={"X-Forwarded-For": "10.9.9.9"},  # spoofed: ignored
+                )
+                assert r.status_code == 401
+            r = a.post("/api/auth/login", json={"email": "n3@x.test", "password": "wrong"})
+            assert r.status_code == 429 and r.json()["error"]["code"] == "login_throttled"
+            r = b.post("/api/auth/login", json={"email": "n4@x.test", "password": "wrong"})
+            assert r.status_code == 401  # another address is not throttled
+    finally:
+        run.stop()
