@@ -107,6 +107,7 @@ class Supervisor:
         self.broker: HttpBroker | None = None
         self.embedded = False
         self.http = httpx.Client(timeout=0.5)
+        self.prepare: subprocess.Popen[bytes] | None = None
 
     # --- start ------------------------------------------------------------------------------
     def run(self) -> int:
@@ -131,6 +132,12 @@ class Supervisor:
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         env["DEEPLENS_DATA_DIR"] = str(data_dir)
+        # The model export of a first start overlaps the database's start and migrations.
+        self.prepare = subprocess.Popen(
+            [sys.executable, "-m", "shared.local.prepare"],
+            env={**env, "DEEPLENS_FEATURES__THREADS": "1"},
+            preexec_fn=_die_with_parent,
+        )
         if not settings.database_url:
             env["DEEPLENS_DATABASE_URL"] = embedded_database_url(settings.data_dir)
             self.embedded = True
@@ -207,8 +214,8 @@ class Supervisor:
                 first[proc.functions] = proc
         self.t_start = time.monotonic()
         for proc in self.procs:
-            if not proc.after:
-                proc.start()
+            if not proc.after and "extract" not in proc.functions:
+                proc.start()  # extract starts from _watch once the model is prepared
         db = Database(url, min_size=1, max_size=3)
         db.open()
         self.db = db
@@ -295,6 +302,9 @@ class Supervisor:
             for p in self.procs:
                 if p.popen is None:
                     waited = now - self.t_start > START_WAIT
+                    preparing = self.prepare is not None and self.prepare.poll() is None
+                    if "extract" in p.functions and preparing and not waited:
+                        continue  # the model is being prepared
                     if waited or all(d.ready for d in p.after):
                         p.start()
                         changed = True
@@ -336,6 +346,8 @@ class Supervisor:
     def _stop(self) -> None:
         log.info("stopping")
         live = [p.popen for p in self.procs if p.popen is not None and p.popen.poll() is None]
+        if self.prepare is not None and self.prepare.poll() is None:
+            live.append(self.prepare)
         for popen in live:  # ingress first: no new requests
             try:
                 popen.send_signal(signal.SIGTERM)
