@@ -387,8 +387,12 @@ def test_tenant_cli(
         assert p.client.get("/api/images", headers=t["headers"]).status_code == 200
     assert p.client.get("/api/images", headers=t["headers"]).status_code == 429
     assert main(["tenant", "suspend", "cli-co"]) == 0
-    r = p.client.get("/api/images", headers=t["headers"])
-    assert r.status_code == 403 and r.json()["error"]["code"] == "tenant_suspended"
+    # The CLI is another process in real use: its change reaches this one by NOTIFY (~1 ms).
+    deadline = time.monotonic() + 1.0
+    while (r := p.client.get("/api/images", headers=t["headers"])).status_code != 403:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.005)
+    assert r.json()["error"]["code"] == "tenant_suspended"
     assert main(["tenant", "reactivate", "cli-co"]) == 0
     assert main(["tenant", "usage", "cli-co"]) == 0
     assert "apiCallLimit     3" in capsys.readouterr().out
