@@ -23,9 +23,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     the port, the PostgreSQL broker over HTTP (shared/local). ``--single-process``: every
     function in one process with the in-process broker (for debugging)."""
     if not args.single_process:
+        from shared.local.prepare import spawn
+
+        env = _settings_env(args)
+        prepare = spawn(env)  # the model's first export starts before anything else
         from shared.local.supervisor import run_up
 
-        return run_up(_settings_env(args), args.host, args.port, ingress=args.ingress)
+        return run_up(env, args.host, args.port, ingress=args.ingress, prepare=prepare)
     return _up_single_process(args)
 
 

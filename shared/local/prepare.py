@@ -4,8 +4,33 @@ under the data dir, so every extract replica then only loads it."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Children of ``deeplens up`` get SIGKILL when it dies, and Ctrl-C reaches only it."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setpgrp()
+
+
+def spawn(env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start preparing the model now (``deeplens up`` calls this before its own imports)."""
+    env = dict(env)
+    env["DEEPLENS_DATA_DIR"] = os.path.abspath(env.get("DEEPLENS_DATA_DIR", ".deeplens"))
+    env["DEEPLENS_FEATURES__THREADS"] = "1"
+    return subprocess.Popen(
+        [sys.executable, "-m", "shared.local.prepare"], env=env, preexec_fn=die_with_parent
+    )
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ SIGKILL from the kernel if the supervisor itself is killed (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ import httpx
 
 from events.broker import HttpBroker, Replica
 from shared.local.layout import Group, cores, layout
+from shared.local.prepare import die_with_parent, spawn
 
 log = logging.getLogger("deeplens.up")
 
@@ -44,15 +44,6 @@ START_WAIT = 30.0
 BACKOFF_MIN, BACKOFF_MAX, BACKOFF_RESET = 0.5, 30.0, 60.0
 # Database connections per process: the platform shares one server with everything else.
 POOL_MAX = {"core": 8, "auth": 4}
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    os.setpgrp()  # a Ctrl-C in the terminal reaches the supervisor only; it stops the rest
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -83,7 +74,7 @@ class Proc:
 
     def start(self) -> None:
         self.popen = subprocess.Popen(
-            self.argv, env=self.env, pass_fds=self.pass_fds, preexec_fn=_die_with_parent
+            self.argv, env=self.env, pass_fds=self.pass_fds, preexec_fn=die_with_parent
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -100,14 +91,22 @@ class Proc:
 
 
 class Supervisor:
-    def __init__(self, env: Mapping[str, str], host: str, port: int, *, ingress: int = 1):
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        host: str,
+        port: int,
+        *,
+        ingress: int = 1,
+        prepare: subprocess.Popen[bytes] | None = None,
+    ):
         self.env, self.host, self.port, self.ingress_count = dict(env), host, port, ingress
         self.procs: list[Proc] = []
         self.stopping = threading.Event()
         self.broker: HttpBroker | None = None
         self.embedded = False
         self.http = httpx.Client(timeout=0.5)
-        self.prepare: subprocess.Popen[bytes] | None = None
+        self.prepare = prepare
 
     # --- start ------------------------------------------------------------------------------
     def run(self) -> int:
@@ -133,11 +132,8 @@ class Supervisor:
         data_dir.mkdir(parents=True, exist_ok=True)
         env["DEEPLENS_DATA_DIR"] = str(data_dir)
         # The model export of a first start overlaps the database's start and migrations.
-        self.prepare = subprocess.Popen(
-            [sys.executable, "-m", "shared.local.prepare"],
-            env={**env, "DEEPLENS_FEATURES__THREADS": "1"},
-            preexec_fn=_die_with_parent,
-        )
+        if self.prepare is None:
+            self.prepare = spawn(env)
         if not settings.database_url:
             env["DEEPLENS_DATABASE_URL"] = embedded_database_url(settings.data_dir)
             self.embedded = True
@@ -376,8 +372,14 @@ class Supervisor:
         log.info("stopped")
 
 
-def run_up(env: Mapping[str, str], host: str, port: int, ingress: int = 1) -> int:
-    return Supervisor(env, host, port, ingress=ingress).run()
+def run_up(
+    env: Mapping[str, str],
+    host: str,
+    port: int,
+    ingress: int = 1,
+    prepare: subprocess.Popen[bytes] | None = None,
+) -> int:
+    return Supervisor(env, host, port, ingress=ingress, prepare=prepare).run()
 
 
 def describe(state_file: Path) -> dict[str, Any]:
