@@ -1,10 +1,16 @@
-"""The local broker used by ``deeplens up``: Knative Kafka Broker semantics in-process.
+"""The local broker used by ``deeplens up``: Knative Kafka Broker semantics on PostgreSQL.
 
 Durable (deliveries live in PostgreSQL before anyone is answered; a restart resumes), one
-delivery per (event, trigger), at-least-once, each delivered through the function's real ASGI
-CloudEvent handler; a reply event is routed back in, in the same transaction that marks the
-delivery done. Failures retry with exponential backoff; after ``max_attempts`` the event goes to
-the dead-letter function, which stores it.
+delivery per (event, trigger), at-least-once, each delivered in CloudEvents binary mode with the
+sender headers of events/auth.py; a reply event is routed back in, in the same transaction that
+marks the delivery done. Failures retry with exponential backoff; after ``max_attempts`` the
+event goes to the dead-letter function, which stores it.
+
+Two transports: ``LocalBroker`` posts through the in-process ASGI app (``--single-process``);
+``HttpBroker`` posts over HTTP to the function processes the supervisor started, at most
+containerConcurrency deliveries in flight per replica, only to replicas that are ready (a
+delivery for a function that is restarting waits in the table rather than burning attempts).
+Publishers NOTIFY ``deeplens_broker`` in their transaction, so a delivery starts at once.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from datetime import datetime
 from typing import Any, LiteralString
 
 import httpx
+import psycopg
 
 from events.auth import sender_headers
 from events.codec import Event, decode, encode_binary, from_json
-from events.publisher import enqueue
+from events.publisher import CHANNEL, enqueue
 from events.triggers import DEAD_LETTER_PATH, SWEEPER_PATH
 from shared import metrics
 from shared.config import Settings
@@ -37,6 +44,7 @@ UPDATE broker_deliveries SET attempts = attempts + 1,
     next_attempt_at = now() + make_interval(secs => %(lease)s), updated_at = now()
 WHERE id IN (SELECT id FROM broker_deliveries
              WHERE status = 'pending' AND next_attempt_at <= now()
+               AND (%(subscribers)s::text[] IS NULL OR subscriber = ANY(%(subscribers)s))
              ORDER BY priority DESC, next_attempt_at, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
 RETURNING id, event, subscriber, attempts
 """
@@ -67,6 +75,8 @@ class LocalBroker:
         self._stop = threading.Event()
         self.wakeup = threading.Event()
         self._thread = threading.Thread(target=self._main, name="local-broker", daemon=True)
+        self._listener: threading.Thread | None = None
+        self.sender = sender_headers(settings)
         self.delivered = 0
 
     def start(self, *, reclaim: bool = False) -> None:
@@ -90,36 +100,74 @@ class LocalBroker:
         self._stop.set()
         self.wakeup.set()
         self._thread.join(timeout=10)
+        if self._listener is not None:
+            self._listener.join(timeout=3)
 
     def _main(self) -> None:
         asyncio.run(self._run())
 
-    async def _run(self) -> None:
+    def _client(self) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=self.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://broker.local", timeout=120
-        ) as client:
+        return httpx.AsyncClient(transport=transport, base_url="http://broker.local", timeout=120)
+
+    def _slots(self, busy: int) -> tuple[int, list[str] | None]:
+        """How many deliveries to claim now, and for which subscribers (None: any)."""
+        return self.concurrency - busy, None
+
+    async def _run(self) -> None:
+        self._listener = threading.Thread(target=self._listen, name="broker-listen", daemon=True)
+        self._listener.start()
+        inflight: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            inflight.discard(task)
+            self.wakeup.set()
+
+        async with self._client() as client:
             next_sweep = time.monotonic() + 2.0
             while not self._stop.is_set():
                 try:
                     if time.monotonic() >= next_sweep:
                         next_sweep = time.monotonic() + self.sweep_every
-                        await self._tick(client)
-                    batch = await asyncio.to_thread(self._claim)
+                        tick = asyncio.create_task(self._tick(client))
+                        inflight.add(tick)
+                        tick.add_done_callback(finished)
+                    n, subscribers = self._slots(len(inflight))
+                    batch = await asyncio.to_thread(self._claim, n, subscribers) if n > 0 else []
+                    for d in batch:
+                        task = asyncio.create_task(self._deliver(client, d))
+                        inflight.add(task)
+                        task.add_done_callback(finished)
                     if batch:
-                        await asyncio.gather(*(self._deliver(client, d) for d in batch))
                         continue
                 except Exception:  # noqa: BLE001 - the broker must outlive any one failure
                     log.exception("broker loop error")
                 await asyncio.to_thread(self.wakeup.wait, 0.2)
                 self.wakeup.clear()
+            # Deliveries still in flight finish or time out; their leases redeliver them.
+            if inflight:
+                await asyncio.wait(inflight, timeout=5)
 
-    def _claim(self) -> list[Delivery]:
+    def _listen(self) -> None:
+        """Wake the loop when any process publishes (LISTEN/NOTIFY); the loop also polls."""
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.db.url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.wakeup.set()
+            except Exception:  # noqa: BLE001 - the poll still runs; retry the listener
+                if not self._stop.is_set():
+                    log.warning("broker LISTEN connection lost; reconnecting")
+                    self._stop.wait(1.0)
+
+    def _claim(self, n: int, subscribers: list[str] | None = None) -> list[Delivery]:
         with self.db.one() as conn:  # one statement: claim and lease atomically
             rows = fetch_all(
                 conn,
                 CLAIM,
-                {"lease": self.lease, "n": self.concurrency},
+                {"lease": self.lease, "n": n, "subscribers": subscribers},
                 table="broker_deliveries",
                 row=Delivery,
             )
@@ -133,7 +181,7 @@ class LocalBroker:
         extra: dict[str, str] | None = None,
     ) -> httpx.Response:
         headers, body = encode_binary(event)
-        headers.update(sender_headers(self.settings))
+        headers.update(self.sender)
         headers.update(extra or {})
         return await client.post(path, headers=headers, content=body)
 
@@ -228,3 +276,81 @@ class LocalBroker:
                 log.warning("sweeper tick answered %s", r.status_code)
         except Exception:  # noqa: BLE001
             log.exception("sweeper tick failed")
+
+
+@dataclass
+class Replica:
+    """One function process as the broker sees it (the supervisor keeps ``ready`` current)."""
+
+    url: str
+    concurrency: int
+    ready: bool = False
+    inflight: int = 0
+
+
+class HttpBroker(LocalBroker):
+    """The same broker, delivering over HTTP to function processes: ``targets`` maps a
+    FUNCTION_TARGET to its replicas. Replicas are picked least-busy first."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        targets: dict[str, list[Replica]],
+        *,
+        lease_seconds: float = 60.0,
+        sweep_every: float = 15.0,
+        timeout: float = 300.0,
+    ):
+        super().__init__(db, None, settings, lease_seconds=lease_seconds, sweep_every=sweep_every)
+        self.targets, self.timeout = targets, timeout
+
+    def _client(self) -> httpx.AsyncClient:
+        total = sum(r.concurrency for reps in self.targets.values() for r in reps) + 8
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=total, max_keepalive_connections=total),
+        )
+
+    def _slots(self, busy: int) -> tuple[int, list[str] | None]:  # noqa: ARG002 - per replica
+        n, subscribers = 0, []
+        for fn, replicas in self.targets.items():
+            free = sum(max(0, r.concurrency - r.inflight) for r in replicas if r.ready)
+            if free > 0:
+                subscribers.append(f"/events/{fn}")
+                n += free
+        return n, subscribers
+
+    async def _replica(self, fn: str) -> Replica:
+        """The least busy ready replica with a free slot (waits for one)."""
+        replicas = self.targets.get(fn)
+        if not replicas:
+            raise LookupError(f"no function process serves {fn}")
+        while True:
+            free = [r for r in replicas if r.ready and r.inflight < r.concurrency]
+            if free:
+                best = min(free, key=lambda r: r.inflight)
+                best.inflight += 1
+                return best
+            if self._stop.is_set():
+                raise RuntimeError("broker stopping")
+            await asyncio.sleep(0.01)
+
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        path: str,
+        event: Event,
+        extra: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        replica = await self._replica(path.removeprefix("/events/"))
+        headers, body = encode_binary(event)
+        headers.update(self.sender)
+        headers.update(extra or {})
+        try:
+            return await client.post(replica.url + path, headers=headers, content=body)
+        except httpx.TransportError:
+            replica.ready = False  # it died or is restarting; the supervisor re-marks it
+            raise
+        finally:
+            replica.inflight -= 1

@@ -28,6 +28,9 @@ INSERT INTO broker_deliveries (event_id, event_type, trigger_name, subscriber, e
 VALUES (%(id)s, %(type)s, %(trigger)s, %(subscriber)s, %(event)s, %(priority)s)
 ON CONFLICT (event_id, trigger_name) DO NOTHING
 """
+# Brokers LISTEN here; NOTIFY is delivered at commit, so a broker never sees a delivery before
+# it is durable (and a rolled-back publish wakes nobody).
+CHANNEL = "deeplens_broker"
 
 
 # The ``priority`` extension: background work (re-embedding) is served after live work.
@@ -58,6 +61,8 @@ def enqueue(conn: psycopg.Connection[Any], event: Event) -> int:
             },
             table="broker_deliveries",
         )
+    if n:
+        execute(conn, "SELECT pg_notify('deeplens_broker', '')", table="broker_deliveries")
     return n
 
 

@@ -2,7 +2,8 @@
 
 ``new()`` returns one function instance following func-python's contract: async ASGI
 ``handle``, ``start(cfg)``, ``stop()``, ``alive()``, ``ready()``. ``FUNCTION_TARGET`` picks
-the function to serve (one Knative Service each); unset, every function is served (local mode).
+the function to serve (one Knative Service each); a comma-separated list serves a group in one
+process (``deeplens up``'s layout); unset, every function is served (single-process mode).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class DeepLensFunction:
         self, target: str | None = None, *, only: list[str] | None = None, **overrides: Any
     ):
         self.target = target if target is not None else os.environ.get("FUNCTION_TARGET") or None
+        if self.target and "," in self.target:  # a group of functions in one process
+            only, self.target = [n.strip() for n in self.target.split(",") if n.strip()], None
         for name in [self.target] if self.target else (only or []):
             if name not in FUNCTIONS:
                 raise ValueError(f"unknown FUNCTION_TARGET {name!r}; one of {sorted(FUNCTIONS)}")
@@ -82,11 +85,18 @@ class DeepLensFunction:
                 warm(container)
         self.app = app
         # FastAPI itself opens a server span per request ("POST /api/auth/login").
+        from shared.hotpath import QuotaGate
+
+        # Outermost the metrics (every answer counted, 429s included); then data-plane calls
+        # are authenticated and counted before any body is read; then body limits and guards.
         self._asgi = observe(  # RED metrics per route, GET /metrics (shared/observe.py)
-            BodyLimit(
-                InputGuard(app, body_timeout=settings.body_read_timeout_seconds),
-                json_limit=settings.max_json_bytes,
-                upload_limit=settings.max_upload_bytes,
+            QuotaGate(
+                BodyLimit(
+                    InputGuard(app, body_timeout=settings.body_read_timeout_seconds),
+                    json_limit=settings.max_json_bytes,
+                    upload_limit=settings.max_upload_bytes,
+                ),
+                lambda: container.gate,
             ),
             settings,
             container.db,

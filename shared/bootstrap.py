@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from shared.custom_models import CustomModels
     from shared.duplicates import DuplicateService
     from shared.features.embedder import Embedder
+    from shared.hotpath import Gate
     from shared.images import ImageService
     from shared.model_migrations import MigrationService
     from shared.pipeline import PipelineService
@@ -75,6 +76,8 @@ class Container:
 
     def close(self) -> None:
         """Close what this container built; adapters passed in belong to the caller."""
+        if "gate" in self.__dict__:
+            self.gate.close()  # writes the calls still counted in memory
         if "vectors" in self.__dict__ and self._vectors is None:
             self.vectors.close()
         if "embedder" in self.__dict__ and self._embedder is None:
@@ -144,6 +147,15 @@ class Container:
     @cached_property
     def signups(self) -> SignupLimiter:
         return SignupLimiter(self.db, per_hour=self.settings.signups_per_address_per_hour)
+
+    @cached_property
+    def gate(self) -> Gate:
+        """The authenticated hot path: identity cache and API-call meter (shared/hotpath.py)."""
+        from shared.hotpath import Gate
+
+        gate = Gate(self.db, lambda: self.keys)
+        gate.start()
+        return gate
 
     @cached_property
     def api_keys(self) -> ApiKeyService:

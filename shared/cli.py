@@ -19,7 +19,40 @@ def _settings_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Every function in one process behind one port, with the local broker."""
+    """The local platform: a supervisor of one process per function group, an ingress on
+    the port, the PostgreSQL broker over HTTP (shared/local). ``--single-process``: every
+    function in one process with the in-process broker (for debugging)."""
+    if not args.single_process:
+        from shared.local.prepare import spawn
+
+        env = _settings_env(args)
+        prepare = spawn(env)  # the model's first export starts before anything else
+        _multiprocess_metrics(env)
+        from shared.local.supervisor import run_up
+
+        return run_up(env, args.host, args.port, ingress=args.ingress, prepare=prepare)
+    return _up_single_process(args)
+
+
+def _multiprocess_metrics(env: dict[str, str]) -> None:
+    """Metrics in multiprocess mode (shared/metrics.py): every process of the platform, the
+    supervisor's broker included, writes its samples under one directory that any process's
+    ``/metrics`` reads whole. Set before anything imports prometheus_client (it reads the
+    variable at import); emptied at each start so a previous run's counts do not linger."""
+    import shutil
+
+    from shared.config import Settings
+
+    if env.get("PROMETHEUS_MULTIPROC_DIR"):
+        path = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    else:
+        path = Settings.from_env(env).data_dir.resolve() / "run" / "metrics"
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def _up_single_process(args: argparse.Namespace) -> int:
     import uvicorn
 
     from function import new
@@ -35,8 +68,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         env["DEEPLENS_DATABASE_URL"] = embedded_database_url(settings.data_dir)
         exit_cleanly_on_sigterm()
         log.info("using embedded PostgreSQL under %s", settings.data_dir / "postgres")
+    from shared.embedded import stop_embedded
+
     fn = new()
-    app = LocalServer(fn, env)
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so the embedded server is stopped
+    # in the lifespan's shutdown, not after uvicorn.run returns.
+    app = LocalServer(fn, env, on_stop=stop_embedded)
     log.info(
         "DeepLens on http://%s:%s (data in %s)", args.host, args.port, settings.data_dir.resolve()
     )
@@ -93,6 +130,8 @@ BENCHMARKS = [
     "memory",
     "migration",
     "observability",
+    "extracthttp",
+    "noisy",
 ]
 
 
@@ -142,10 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run every function in one process (local mode)")
+    up = sub.add_parser("up", help="run the platform locally (one process per function)")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--data-dir", type=Path)
+    up.add_argument(
+        "--single-process",
+        action="store_true",
+        help="every function in one process with the in-process broker (debugging)",
+    )
+    up.add_argument(
+        "--ingress", type=int, default=1, help="ingress processes sharing the port (default 1)"
+    )
     up.set_defaults(func=cmd_up)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")

@@ -100,3 +100,15 @@ def embedded_database_url(data_dir: Path) -> str:
         log.info("embedded PostgreSQL running with data in %s", pgdata)
     url: str = _servers[pgdata].get_uri()
     return url
+
+
+def stop_embedded() -> None:
+    """Stop every embedded server this process started (``deeplens up`` on SIGTERM: atexit
+    alone would not run when a signal ends the process)."""
+    while _servers:
+        pgdata, server = _servers.popitem()
+        try:
+            server.cleanup()
+            log.info("embedded PostgreSQL stopped (%s)", pgdata)
+        except Exception:  # noqa: BLE001 - stopping is best effort, and logged
+            log.exception("could not stop the embedded PostgreSQL in %s", pgdata)

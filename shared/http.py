@@ -182,29 +182,44 @@ def bearer(request: Request) -> str | None:
     return None
 
 
-def authenticated(request: Request) -> Principal:
-    """FastAPI dependency: a JWT (Bearer) or an API key (X-API-Key, or Bearer dl_…)."""
+PRINCIPAL_KEY = "deeplens.principal"
+
+
+async def authenticated(request: Request) -> Principal:
+    """FastAPI dependency: a JWT (Bearer) or an API key (X-API-Key, or Bearer dl_…), with the
+    account's current rights (shared/hotpath.py). Data-plane calls were already authenticated
+    and counted by the QuotaGate middleware; elsewhere suspended tenants are refused but calls
+    are not counted (a tenant over its quota can still sign in and read its usage)."""
+    # In the request's own scope: func-python's server (hypercorn) shares one ``state`` dict
+    # between all requests, so request.state must never carry a principal.
+    done: Principal | None = request.scope.get(PRINCIPAL_KEY)
+    if done is not None:
+        return done  # no threadpool hop on the data plane's hot path
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_authenticate, request)
+
+
+def _authenticate(request: Request) -> Principal:
+    from shared.hotpath import DATA_PLANE, credentials
+
     c = container(request)
-    api_key = request.headers.get("x-api-key")
-    token = bearer(request)
-    if api_key is None and token is not None and token.startswith("dl_"):
-        api_key = token
-    if api_key is not None:
-        principal = c.api_keys.authenticate(api_key)
-    elif token is not None:
-        claims = c.keys.verify(token)
-        principal = c.principal_from_claims(claims)
-    else:
+    api_key, token = credentials(dict(request.headers.items()))
+    if api_key is None and token is None:
         raise Unauthorized(
             "authentication required",
             code="missing_credentials",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    gate = c.gate
+    principal = gate.principal(api_key, token)
     if principal.tenant_id is not None:
-        # Every authenticated call of a tenant counts against its daily quota; this also
-        # refuses suspended tenants, whatever token they still hold.
-        c.usage.count_call(principal.tenant_id)
-    request.state.principal = principal
+        if request.url.path.startswith(DATA_PLANE):
+            gate.admit(principal.tenant_id)  # served without the middleware
+        else:
+            gate.tenant(principal.tenant_id)
+            gate.flush_tenant(principal.tenant_id)  # usage reads see this process's calls
+    request.scope[PRINCIPAL_KEY] = principal
     return principal
 
 

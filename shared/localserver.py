@@ -3,15 +3,15 @@ start/stop, /health/liveness and /health/readiness answer from alive()/ready()."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.http import Receive, Scope, Send
 
 
 class LocalServer:
-    def __init__(self, fn: Any, env: Mapping[str, str]):
-        self.fn, self.env = fn, env
+    def __init__(self, fn: Any, env: Mapping[str, str], on_stop: Callable[[], None] | None = None):
+        self.fn, self.env, self.on_stop = fn, env, on_stop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -26,6 +26,8 @@ class LocalServer:
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     self.fn.stop()
+                    if self.on_stop is not None:
+                        self.on_stop()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] == "http" and scope["path"] in ("/health/liveness", "/health/readiness"):

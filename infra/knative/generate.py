@@ -18,6 +18,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from events.triggers import TRIGGERS  # noqa: E402
 from functions import FUNCTIONS  # noqa: E402
+from functions.routes import ROUTES  # noqa: E402  (shared with the local ingress)
 
 IMAGE = "deeplens-function"  # replaced by kustomization `images:` with func.yaml's image
 NAMESPACE = "deeplens"
@@ -274,19 +275,6 @@ def trigger(t: Any) -> dict[str, Any]:
 # Ingress path routes: (match type, path, method or None, function). Exact and
 # RegularExpression beat PathPrefix, and a method match beats none, so the admin routes under
 # /api/tenants/{id}/… and /api/images/search leave the rest of their prefix to its owner.
-ROUTES: list[tuple[str, str, str | None, str]] = [
-    ("PathPrefix", "/api/auth", None, "auth"),
-    ("Exact", "/.well-known/jwks.json", None, "auth"),
-    ("RegularExpression", "^/api/tenants/[^/]+/(analytics|suspend|reactivate)$", None, "admin"),
-    ("RegularExpression", "^/api/tenants/[^/]+$", "DELETE", "admin"),
-    ("PathPrefix", "/api/tenants", None, "tenants"),
-    ("PathPrefix", "/api/collections", None, "admin"),
-    ("PathPrefix", "/api/admin", None, "admin"),
-    ("Exact", "/api/images/search", None, "search"),
-    ("PathPrefix", "/api/images", None, "images"),
-    ("PathPrefix", "/static", None, "web"),
-    ("Exact", "/", None, "web"),
-]
 INTERNAL_GATEWAY = {"name": "kourier-internal", "namespace": "kourier-system", "port": 80}
 
 

@@ -53,6 +53,7 @@ def start_platform(
     port: int | None = None,
     extra_env: dict[str, str] | None = None,
     timeout: float = 90,
+    args: list[str] | None = None,
 ) -> Running:
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPLENS_")}
@@ -74,6 +75,7 @@ def start_platform(
                 str(port),
                 "--data-dir",
                 str(data_dir),
+                *(args or []),
             ],
             cwd=ROOT,
             env=env,

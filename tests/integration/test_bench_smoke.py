@@ -12,7 +12,18 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize(
-    "name", ["extract", "search", "coldstart", "http", "ingest", "migration", "observability"]
+    "name",
+    [
+        "extract",
+        "search",
+        "coldstart",
+        "http",
+        "ingest",
+        "migration",
+        "observability",
+        "extracthttp",
+        "noisy",
+    ],
 )
 def test_benchmark_smoke(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

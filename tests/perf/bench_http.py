@@ -1,6 +1,7 @@
 """The HTTP API of a running platform (`deeplens up`, real PostgreSQL): authenticated
 GET /api/images/{id} throughput with concurrent client processes, and POST /api/images/search
-by vector latency. Baseline in the same run: GET /health/liveness (no auth, no database).
+by vector latency. Baseline in the same run: GET /health/liveness (no auth, no database),
+answered by the ingress; also the liveness of the images function's own server.
 Client and server share this machine's cores.
 
     deeplens bench http [--seconds 10] [--clients 4]
@@ -9,6 +10,7 @@ Client and server share this machine's cores.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import time
@@ -53,8 +55,9 @@ def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  #
     db = f"deeplens_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
+    data_dir = Path(mkdtemp())
     run_ = start_platform(
-        Path(mkdtemp()),
+        data_dir,
         database_url=admin_url.rsplit("/", 1)[0] + "/" + db,
         extra_env={"DEEPLENS_SWEEPER_INTERVAL_SECONDS": "3600"},
     )
@@ -74,6 +77,11 @@ def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  #
         wait_all(run_.http, t["headers"], set(ids))
         base_rps, _ = throughput(run_.url, "/health/liveness", {}, clients, seconds)
         rps, errors = throughput(run_.url, f"/api/images/{ids[0]}", t["headers"], clients, seconds)
+        # The images function's own server (func-python's hypercorn), without the ingress.
+        procs = json.loads((data_dir / "run" / "processes.json").read_text())["processes"]
+        images = next(p for p in procs if "images" in p["functions"])
+        direct = f"http://127.0.0.1:{images['port']}"
+        fn_base, _ = throughput(direct, "/health/liveness", {}, clients, seconds)
         assert errors == 0, f"{errors} requests failed"
         vec = run_.http.get(f"/api/images/{ids[0]}/vector", headers=t["headers"]).json()
         lat = []
@@ -99,11 +107,18 @@ def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  #
             "vs baseline": 1.0,
         },
         {
-            "request": "GET /api/images/{id} (JWT)",
+            "request": "GET /api/images/{id} (JWT) through the ingress",
             "req/s": rps,
             "p50 ms": "",
             "p99 ms": "",
             "vs baseline": rps / base_rps,
+        },
+        {
+            "request": "GET /health/liveness of the images process (no ingress)",
+            "req/s": fn_base,
+            "p50 ms": "",
+            "p99 ms": "",
+            "vs baseline": fn_base / base_rps,
         },
         {
             "request": "POST /api/images/search (vector)",
@@ -119,7 +134,8 @@ def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  #
         clients=clients,
         seconds=seconds,
         errors=errors,
-        server="deeplens up (uvicorn, one process)",
+        image_vs_function_liveness=round(rps / fn_base, 3),
+        server="deeplens up (ingress + one process per function group)",
     )
 
 

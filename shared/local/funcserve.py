@@ -1,0 +1,59 @@
+"""One function process of ``deeplens up``: exactly what func's Python scaffolding runs in
+production (``func_python.http.serve(new)``: hypercorn around ``function.new()``, lifespan
+calling start/stop, /health/* answered from alive()/ready()), with ``FUNCTION_TARGET`` and
+``LISTEN_ADDRESS`` (127.0.0.1 only) set by the supervisor.
+
+    FUNCTION_TARGET=auth LISTEN_ADDRESS=127.0.0.1:9001 python -m shared.local.funcserve
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from shared.http import Receive, Scope, Send
+
+
+def trust_ingress(handle: Any) -> Any:
+    """The client address is the one the local ingress saw: it replaces any X-Forwarded-For
+    a client sent with the peer address, so one hop is trusted (sign-in throttling per address
+    keeps working behind it). Function ports listen on 127.0.0.1 only."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-for":
+                    scope["client"] = (value.decode("latin-1").rsplit(",", 1)[-1].strip(), 0)
+                    break
+        await handle(scope, receive, send)
+
+    return app
+
+
+def new() -> Any:
+    """func-python's constructor, with the ingress's client address applied."""
+    import function
+
+    fn = function.new()
+    fn.handle = trust_ingress(fn.handle)  # type: ignore[method-assign]
+    return fn
+
+
+def main() -> None:
+    from func_python.http import serve
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [{os.environ.get('DEEPLENS_PROCESS', 'fn')}]"
+        " %(name)s: %(message)s",
+        force=True,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    logging.getLogger("hypercorn.error").propagate = False  # it has its own handler
+    serve(new)
+
+
+if __name__ == "__main__":
+    main()
