@@ -112,3 +112,15 @@ def _check_oidc(settings: Settings, token: str) -> bool:
         log.warning("event sender refused: %s", type(exc).__name__)
         return False
     return True
+
+
+def check_internal(settings: Settings, authorization: str | None) -> bool:
+    """True when ``authorization`` carries the platform's shared secret: how one function
+    calls another's internal route (search by image asks extract to embed the query). Unlike
+    ``check_sender`` this never takes an OIDC identity: the secret is the platform's own."""
+    if authorization is None or authorization[:7].lower() != "bearer ":
+        return False
+    token = event_token(settings)
+    if token is None:
+        return False
+    return hmac.compare_digest(authorization[7:].strip().encode(), token.encode())

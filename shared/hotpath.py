@@ -58,6 +58,9 @@ T = TypeVar("T")
 
 CHANNEL = "deeplens_identity"
 DATA_PLANE = ("/api/images",)
+# Counted against the daily quota too, though not gated before the body: a user's own calls to
+# the extract function (its internal callers present the platform's secret and are not counted).
+METERED = (*DATA_PLANE, "/extract")
 CONTROL_PLANE = ("/api/tenants", "/api/admin")  # where tenants, users and keys change
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 FLUSH_SECONDS = 0.2

@@ -201,7 +201,7 @@ async def authenticated(request: Request) -> Principal:
 
 
 def _authenticate(request: Request) -> Principal:
-    from shared.hotpath import DATA_PLANE, credentials
+    from shared.hotpath import METERED, credentials
 
     c = container(request)
     api_key, token = credentials(dict(request.headers.items()))
@@ -214,7 +214,7 @@ def _authenticate(request: Request) -> Principal:
     gate = c.gate
     principal = gate.principal(api_key, token)
     if principal.tenant_id is not None:
-        if request.url.path.startswith(DATA_PLANE):
+        if request.url.path.startswith(METERED):
             gate.admit(principal.tenant_id)  # served without the middleware
         else:
             gate.tenant(principal.tenant_id)

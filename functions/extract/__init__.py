@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from events import types
+from events.auth import check_internal
 from events.codec import payload
 from events.http import EVENT_ROUTE, read_event, reply
 from events.payloads import ImageReembed, ImageValidated
@@ -29,7 +30,18 @@ from shared.http import authenticated, container
 from shared.uploads import clean_filename, field, multipart_body, one_file, read_form
 
 router = APIRouter(tags=["extract"])
-Auth = Annotated[Principal, Depends(authenticated)]
+
+
+async def caller(request: Request) -> Principal | None:
+    """Another platform function presenting the shared secret (search by image asks extract
+    to embed the query; events/auth.py), or a user's credentials, whose calls count against
+    the tenant's quota. Nobody else: inference is the platform's most expensive operation."""
+    if check_internal(container(request).settings, request.headers.get("authorization")):
+        return None
+    return await authenticated(request)
+
+
+Auth = Annotated[Principal | None, Depends(caller)]
 MAX_BATCH = 64
 _MODEL_FIELD = {"model": {"type": "string", "maxLength": 100}}
 

@@ -172,6 +172,9 @@ def service(name: str) -> dict[str, Any]:
         # Event endpoints accept Knative Eventing's OIDC sender identity for this service's
         # audience only (events/auth.py; the Triggers name the same audience).
         env_var("DEEPLENS_EVENTS_AUTH", "oidc"),
+        # The shared secret one function presents to another's internal route (search by
+        # image → extract's /extract).
+        from_secret("DEEPLENS_EVENTS_TOKEN", "deeplens-secrets", "events-token"),
         env_var("DEEPLENS_EVENTS_OIDC_AUDIENCE", audience(name)),
         # Public services are reachable from outside: a scrape must present this token.
         {

@@ -116,7 +116,12 @@ class HttpEmbedder:
     def __init__(self, settings: Settings, spec: ModelSpec | None = None):
         assert settings.features.extract_url
         self.spec = spec or spec_for(settings.features)
-        self.client = httpx.Client(base_url=settings.features.extract_url, timeout=30)
+        from events.auth import sender_headers
+
+        # The platform's shared secret: /extract answers other functions and signed-in users.
+        self.client = httpx.Client(
+            base_url=settings.features.extract_url, timeout=30, headers=sender_headers(settings)
+        )
 
     def embed(self, data: bytes) -> list[float]:
         try:
