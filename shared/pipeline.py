@@ -30,6 +30,7 @@ from events.payloads import (
     ImageUploaded,
     ImageValidated,
 )
+from shared import local_features, verification
 from shared.config import Settings
 from shared.db import Database, execute, fetch_all, fetch_composed, fetch_one
 from shared.errors import DeepLensError, TransientError
@@ -275,12 +276,14 @@ class PipelineService:
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:
                 vector = embedder.embed(data)
+                local = local_features.extract(data)  # for geometric verification (issue 15)
             except DeepLensError as exc:
                 if isinstance(exc, TransientError):
                     raise
                 return self._fail(row, "extract", exc, cause)
             space = tenant.qdrant_collection_name
             with self.db.one() as conn:
+                verification.save(conn, row.id, row.tenant_id, local)
                 execute(
                     conn,
                     "UPDATE images SET status = 'extracted', model = %(m)s,"

@@ -2,13 +2,20 @@
 
 The query is embedded once; result metadata comes from the vector payload (filename,
 uploadedAt), so a search costs one embedding and one index query — no per-result round trips.
+
+Search by image adds two stages (issue 15): region proposals — photo-like rectangles inside
+the query (a screenshot's content, a collage's tiles), each embedded and searched too, so a
+pasted photo is a candidate even when the whole query looks like a web page — and geometric
+verification of the top candidates against their stored local features (shared/verification),
+which marks true copies ``verified``, ranks them above look-alikes and gives the matched region.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.auth.principal import Principal
@@ -17,13 +24,19 @@ from shared.db import Database, execute
 from shared.errors import InvalidInput, NotFound
 from shared.features.registry import spec_for
 from shared.images import active_tenant
+from shared.local_features import Region, Verification, extract_query, region_proposals
 from shared.telemetry import span
+from shared.verification import final_similarity, load, verify_all
 
 if TYPE_CHECKING:
     from shared.features.embedder import Embedder
     from shared.vectors import VectorIndex
 
 MAX_LIMIT = 100
+# Candidates verified per query: the whole query's top RERANK_K, plus each region proposal's
+# top PROPOSAL_K (tests/perf/bench_verify.py measures what each stage costs).
+RERANK_K = 12
+PROPOSAL_K = 4
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,22 @@ class Result:
     filename: str
     uploaded_at: str
     thumbnail_url: str
+    verified: bool = False
+    inliers: int = 0
+    region: Region | None = None  # the part of this image that the query shows
+    query_region: Region | None = None  # where this image appears inside the query
+
+
+@dataclass
+class Stages:
+    """Milliseconds spent per stage of search by image (benchmarks and the eval read it)."""
+
+    ms: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.ms[name] = self.ms.get(name, 0.0) + (now - since) * 1000
+        return now
 
 
 class SearchService:
@@ -46,7 +75,7 @@ class SearchService:
         self.db, self.vectors, self.settings = db, vectors, settings
         self._embedder = embedder
         # Similarities are reported on the model's calibrated scale (threshold 0.7 = the
-        # documented precision on the dev set); thresholds are mapped back to raw cosine.
+        # documented precision on the dev split); thresholds are mapped back to raw cosine.
         self.spec = spec_for(settings.features)
 
     def by_image(
@@ -57,12 +86,67 @@ class SearchService:
         limit: int = 10,
         threshold: float = 0.7,
         exclude: uuid.UUID | None = None,
+        verify: bool = True,
+        stages: Stages | None = None,
     ) -> list[Result]:
         if not data:
             raise InvalidInput("the query image is empty", code="empty_file")
+        self._check(limit, threshold)
+        st = stages if stages is not None else Stages()
+        t = time.perf_counter()
+        embedder = self._embedder()
         with span("search.embed_query", tenant_id=principal.tenant_id):
-            vector = self._embedder().embed(data)
-        return self.by_vector(principal, vector, limit=limit, threshold=threshold, exclude=exclude)
+            vector = embedder.embed(data)
+        t = st.lap("embed", t)
+        if not verify:
+            return self.by_vector(
+                principal, vector, limit=limit, threshold=threshold, exclude=exclude
+            )
+        with span("search.proposals", tenant_id=principal.tenant_id):
+            regions = [embedder.embed(crop) for crop in region_proposals(data)]
+        t = st.lap("proposals", t)
+        with span("search.query_features", tenant_id=principal.tenant_id):
+            query = extract_query(data)
+        t = st.lap("query_features", t)
+        space, tenant_id = self._space(principal)
+        k = max(RERANK_K, limit + (1 if exclude else 0))
+        found: dict[uuid.UUID, Result] = {}
+        for i, qv in enumerate([vector, *regions]):
+            for r in self._nearest(space, tenant_id, qv, k if i == 0 else PROPOSAL_K, -1.0):
+                if r.image_id != exclude and (
+                    r.image_id not in found or r.similarity > found[r.image_id].similarity
+                ):
+                    found[r.image_id] = r
+        t = st.lap("candidates", t)
+        with span("search.verify", tenant_id=tenant_id):
+            with self.db.tenant_tx(tenant_id) as conn:
+                stored = load(conn, tenant_id, found)
+            t = st.lap("load_features", t)
+            checks = verify_all(query, stored)
+        t = st.lap("verify", t)
+        out = []
+        for image_id, r in found.items():
+            v: Verification | None = checks.get(image_id)
+            sim = round(final_similarity(r.similarity, v), 6)
+            if sim < threshold:
+                continue
+            ok = v is not None and v.verified
+            out.append(
+                Result(
+                    image_id=image_id,
+                    similarity=sim,
+                    filename=r.filename,
+                    uploaded_at=r.uploaded_at,
+                    thumbnail_url=r.thumbnail_url,
+                    verified=ok,
+                    inliers=v.inliers if v is not None else 0,
+                    region=v.region if ok and v is not None else None,
+                    query_region=v.query_region if ok and v is not None else None,
+                )
+            )
+        out.sort(key=lambda r: (-r.similarity, str(r.image_id)))
+        st.lap("rank", t)
+        return out[:limit]
 
     def by_vector(
         self,
@@ -73,11 +157,23 @@ class SearchService:
         threshold: float = 0.7,
         exclude: uuid.UUID | None = None,
     ) -> list[Result]:
-        tenant_id = principal.require_tenant()
+        self._check(limit, threshold)
+        space, tenant_id = self._space(principal)
+        hits = self._nearest(
+            space, tenant_id, vector, limit + (1 if exclude else 0), self.spec.raw_for(threshold)
+        )
+        return [h for h in hits if h.image_id != exclude][:limit]
+
+    @staticmethod
+    def _check(limit: int, threshold: float) -> None:
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
         if not -1.0 <= threshold <= 1.0:
             raise InvalidInput("threshold must be between -1 and 1", code="invalid_threshold")
+
+    def _space(self, principal: Principal) -> tuple[str, uuid.UUID]:
+        """The tenant's vector space, after the active-tenant check; counts the search."""
+        tenant_id = principal.require_tenant()
         with span("search.query", tenant_id=tenant_id), self.db.tx() as conn:
             tenant = active_tenant(conn, tenant_id)
             execute(
@@ -88,18 +184,19 @@ class SearchService:
                 {"t": tenant_id},
                 table="usage_daily",
             )
+        return tenant.qdrant_collection_name, tenant_id
+
+    def _nearest(
+        self, space: str, tenant_id: uuid.UUID, vector: list[float], k: int, raw: float
+    ) -> list[Result]:
         try:
             hits = self.vectors.search(
-                tenant.qdrant_collection_name,
-                tenant_id=tenant_id,
-                vector=vector,
-                limit=limit + (1 if exclude else 0),
-                threshold=self.spec.raw_for(threshold),
+                space, tenant_id=tenant_id, vector=vector, limit=k, threshold=raw
             )
         except NotFound:
             return []  # nothing indexed yet for this tenant's space
         base = self.settings.public_url.rstrip("/")
-        out = [
+        return [
             Result(
                 image_id=h.id,
                 similarity=round(self.spec.calibrate(h.score), 6),
@@ -108,6 +205,4 @@ class SearchService:
                 thumbnail_url=f"{base}/api/images/{h.id}/thumbnail/256",
             )
             for h in hits
-            if h.id != exclude
         ]
-        return out[:limit]
