@@ -131,6 +131,7 @@ class SearchService:
             if sim < threshold:
                 continue
             ok = v is not None and v.verified
+            geo = v is not None and v.geometric
             out.append(
                 Result(
                     image_id=image_id,
@@ -140,8 +141,8 @@ class SearchService:
                     thumbnail_url=r.thumbnail_url,
                     verified=ok,
                     inliers=v.inliers if v is not None else 0,
-                    region=v.region if ok and v is not None else None,
-                    query_region=v.query_region if ok and v is not None else None,
+                    region=v.region if geo and v is not None else None,
+                    query_region=v.query_region if geo and v is not None else None,
                 )
             )
         out.sort(key=lambda r: (-r.similarity, str(r.image_id)))

@@ -6,9 +6,10 @@ single round trip (~18 KB each), where the object store would cost one GET per c
 rows also go with their image (foreign key, cascade), their tenant (row-level security) and
 their transaction.
 
-Scores: a verified candidate's similarity is lifted into [VERIFIED_FLOOR, 1] by its inlier
-count (never below its embedding similarity); an unverified one keeps its calibrated embedding
-similarity, capped just under VERIFIED_FLOOR, so a verified copy always ranks above a
+Scores: a candidate with a geometric match (one plausible homography over enough distinct
+keypoints; see shared/local_features) has its similarity lifted into [VERIFIED_FLOOR, 1] by its
+inlier count (never below its embedding similarity); one without keeps its calibrated embedding
+similarity, capped just under VERIFIED_FLOOR, so the same picture always ranks above a
 look-alike. Both stay on the calibrated scale: 0.7 is the threshold fitted on the dev split.
 """
 
@@ -66,7 +67,7 @@ def verify_all(
 
 
 def final_similarity(calibrated: float, v: Verification | None) -> float:
-    if v is not None and v.verified:
+    if v is not None and v.geometric:
         lifted = VERIFIED_FLOOR + (1 - VERIFIED_FLOOR) * min(1.0, v.inliers / FULL_INLIERS)
         return max(calibrated, lifted)
     return min(calibrated, UNVERIFIED_CAP)
