@@ -80,7 +80,7 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = ["extract", "search", "http", "coldstart", "ingest"]
+BENCHMARKS = ["extract", "search", "http", "coldstart", "ingest", "verify"]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -276,14 +276,15 @@ class PipelineService:
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:
                 vector = embedder.embed(data)
-                local = local_features.extract(data)  # for geometric verification (issue 15)
+                local = local_features.extract(data) if self.settings.local_features else None
             except DeepLensError as exc:
                 if isinstance(exc, TransientError):
                     raise
                 return self._fail(row, "extract", exc, cause)
             space = tenant.qdrant_collection_name
             with self.db.one() as conn:
-                verification.save(conn, row.id, row.tenant_id, local)
+                if local is not None:  # for geometric verification at search time
+                    verification.save(conn, row.id, row.tenant_id, local)
                 execute(
                     conn,
                     "UPDATE images SET status = 'extracted', model = %(m)s,"

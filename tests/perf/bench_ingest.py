@@ -4,6 +4,10 @@ then upload-to-searchable latency for single uploads on the idle platform. Basel
 run: the extraction fast path alone on the same files (the pipeline's ceiling).
 
     deeplens bench ingest [--images 1000]
+    deeplens bench ingest --compare-local-features [--images 300]
+
+``--compare-local-features`` runs the ingest twice in the same run, without and with local
+features (geometric verification's index-time cost), and prints the ratio.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from tests.e2e.conftest import signup, start_platform
 from tests.perf._common import percentile, photo_jpegs, report
 
 
-def run(images: int, singles: int, admin_url: str) -> dict:  # type: ignore[type-arg]
+def run(
+    images: int,
+    singles: int,
+    admin_url: str,
+    extra_env: dict[str, str] | None = None,
+    name: str = "ingest",
+) -> dict:  # type: ignore[type-arg]
     folder = Path(mkdtemp())
     blobs = photo_jpegs(images + singles, seed=3)
     for i, blob in enumerate(blobs[:images]):
@@ -38,7 +48,11 @@ def run(images: int, singles: int, admin_url: str) -> dict:  # type: ignore[type
     db = f"deeplens_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
-    plat = start_platform(Path(mkdtemp()), database_url=admin_url.rsplit("/", 1)[0] + "/" + db)
+    plat = start_platform(
+        Path(mkdtemp()),
+        database_url=admin_url.rsplit("/", 1)[0] + "/" + db,
+        extra_env=extra_env,
+    )
     try:
         t = signup(plat.http, "Ingest")
         # Raise the Free tier's limits: this measures the pipeline, not the quota.
@@ -86,7 +100,35 @@ def run(images: int, singles: int, admin_url: str) -> dict:  # type: ignore[type
             "unit": "ms",
         },
     ]
-    return report("ingest", rows, images=images, singles=singles, image_size="1280x800 JPEG q90")
+    return report(
+        name, rows, images=images, singles=singles, image_size="1280x800 JPEG q90", env=extra_env
+    )
+
+
+def compare_local_features(images: int, singles: int, admin_url: str) -> dict:  # type: ignore[type-arg]
+    """Ingest without, then with, local features; then without again (drift check)."""
+    runs = []
+    for i, on in enumerate((False, True, False, True)):
+        doc = run(
+            images,
+            singles,
+            admin_url,
+            {"DEEPLENS_LOCAL_FEATURES": "true" if on else "false"},
+            f"ingest-local-features-{i}-{'on' if on else 'off'}",
+        )
+        runs.append((on, doc["rows"][1]["value"]))
+    off = [v for on, v in runs if not on]
+    with_lf = [v for on, v in runs if on]
+    rows = [
+        {"measure": "ingest without local features", "value": sum(off) / len(off), "unit": "img/s"},
+        {
+            "measure": "ingest with local features",
+            "value": sum(with_lf) / len(with_lf),
+            "unit": "img/s",
+        },
+        {"measure": "with / without", "value": sum(with_lf) / sum(off), "unit": "ratio"},
+    ]
+    return report("ingest-local-features", rows, images=images, runs=runs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,7 +142,11 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--compare-local-features", action="store_true")
     a = p.parse_args(argv)
+    if a.compare_local_features:
+        compare_local_features(a.images, a.singles, a.admin_url)
+        return
     run(10 if a.smoke else a.images, 2 if a.smoke else a.singles, a.admin_url)
 
 

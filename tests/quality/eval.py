@@ -170,6 +170,24 @@ def run(faces: int, limit_originals: int | None = None) -> dict[str, Any]:
                     row["recall@p0.99"] = best_recall_at(rr, tt, 0.99)
                     summary[f"{mode}/{which}"] = row
                 rows.append(row)
+    names = {ids[i]: n for i, n in enumerate(ds.gallery_names)}
+    misses = [
+        {
+            "mode": mode,
+            "split": str(split[i]),
+            "family": str(fam[i]),
+            "original": names[target[i]],
+            "got": names.get(runs[mode][i][0]["imageId"], "?") if runs[mode][i] else None,
+            "gotSimilarity": runs[mode][i][0]["similarity"] if runs[mode][i] else None,
+            "gotVerified": runs[mode][i][0].get("verified") if runs[mode][i] else None,
+            "rank": next(
+                (k for k, r in enumerate(runs[mode][i]) if r["imageId"] == target[i]), None
+            ),
+        }
+        for mode in ("embedding", "verified")
+        for i in range(len(target))
+        if not runs[mode][i] or runs[mode][i][0]["imageId"] != target[i]
+    ]
     verified_pairs = [
         (r["imageId"] == target[i])
         for i in range(len(target))
@@ -189,6 +207,7 @@ def run(faces: int, limit_originals: int | None = None) -> dict[str, Any]:
         query_ms_p50={m: round(float(np.percentile(v, 50)), 1) for m, v in query_ms.items()},
         query_ms_p99={m: round(float(np.percentile(v, 99)), 1) for m, v in query_ms.items()},
         ingest_seconds=round(ingest_s, 1),
+        misses=[m for m in misses if m["mode"] == "verified"],
         note="headline = split 'test' (originals never used for fitting); thresholds fitted on "
         "'dev' (lowest similarity with dev precision >= 0.99); 'embedding' = verify=false, the "
         "behaviour before geometric verification",
