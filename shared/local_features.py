@@ -32,6 +32,7 @@ from shared.imaging import open_image
 # against many candidates, so its own set can afford to be richer.
 INDEX_SIDE, INDEX_FEATURES = 512, 500
 QUERY_SIDE, QUERY_FEATURES = 640, 1000
+MIN_SIDE = 320  # tiny images are upscaled to this before extraction
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PX = 3.0  # reprojection error, in candidate pixels at INDEX_SIDE
 # A geometric match: at least MIN_INLIERS distinct keypoints agree with one plausible
@@ -46,6 +47,7 @@ MIN_COVER = 0.02  # of the candidate's area, covered by the inliers' hull
 _HEADER = struct.Struct("<4sHHH")  # magic, width, height, count
 _MAGIC = b"ORB1"
 
+_CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
 cv2.setNumThreads(1)  # callers parallelise across requests; nested pools only thrash
 
 
@@ -110,9 +112,18 @@ class Verification:
 NOT_VERIFIED = Verification(0, 0, False)
 
 
-def _grey(img: Image.Image, side: int) -> np.ndarray:
+def _grey(img: Image.Image, side: int, *, upscale: bool = False) -> np.ndarray:
+    """Grey, with the longer side brought down to ``side`` — or, with ``upscale``, tiny
+    images brought up to MIN_SIDE (at most 4x): ORB ignores a 31-px border and needs room for
+    its 31-px patches, so a 100-px image would otherwise yield almost no keypoints."""
     g = img.convert("L")
     scale = side / max(g.size)
+    if upscale and max(g.size) < MIN_SIDE:
+        scale = min(MIN_SIDE / max(g.size), 4.0)
+        return np.asarray(
+            g.resize((round(g.width * scale), round(g.height * scale)), Image.Resampling.BICUBIC),
+            dtype=np.uint8,
+        )
     if scale < 1:
         g = g.resize(
             (max(1, round(g.width * scale)), max(1, round(g.height * scale))),
@@ -123,9 +134,16 @@ def _grey(img: Image.Image, side: int) -> np.ndarray:
 
 
 def extract_image(img: Image.Image, *, side: int, features: int) -> LocalFeatures:
-    grey = _grey(img, side)
+    grey = _grey(img, side, upscale=True)
     orb = cv2.ORB_create(nfeatures=features, fastThreshold=10)  # type: ignore[attr-defined]
     keypoints, desc = orb.detectAndCompute(grey, None)
+    if len(keypoints) < features // 3:
+        # Low contrast (a retina scan, a micrograph, a blurred copy): local histogram
+        # equalisation first. ORB compares pixel pairs, so a locally monotonic change like this
+        # still matches the other side's plain features.
+        kp2, desc2 = orb.detectAndCompute(_CLAHE.apply(grey), None)
+        if len(kp2) > len(keypoints):
+            keypoints, desc = kp2, desc2
     h, w = grey.shape
     if desc is None or not keypoints:
         return LocalFeatures(w, h, np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))

@@ -10,7 +10,7 @@ Scores: a candidate with a geometric match (one plausible homography over enough
 keypoints; see shared/local_features) has its similarity lifted into [VERIFIED_FLOOR, 1] by its
 inlier count (never below its embedding similarity); one without keeps its calibrated embedding
 similarity, rescaled so that 0.7 keeps meaning precision 0.99 on the dev split and capped
-just under VERIFIED_FLOOR, so the same picture always ranks above a look-alike. Both stay on the calibrated scale: 0.7 is the threshold fitted on the dev split.
+just under VERIFIED_FLOOR, so the same picture always ranks above a look-alike.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("name", ["extract", "search", "coldstart", "http", "ingest"])
+@pytest.mark.parametrize("name", ["extract", "search", "coldstart", "http", "ingest", "verify"])
 def test_benchmark_smoke(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -38,4 +38,7 @@ def test_quality_eval_smoke(
     doc = json.loads((tmp_path / "quality.json").read_text())
     families = {r["family"] for r in doc["rows"]}
     assert {"all", "crop-60", "screenshot", "watermark", "grayscale"} <= families
+    assert {"crop-30", "collage", "rotate-15-45-q30", "perspective"} <= families
+    assert {r["split"] for r in doc["rows"]} == {"dev", "test"}
+    assert {r["mode"] for r in doc["rows"]} == {"embedding", "verified"}
     assert "top-1" in capsys.readouterr().out
