@@ -3,6 +3,7 @@ pipeline: the cases the embedding alone gets wrong (issue 15)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,18 @@ def test_local_features_are_stored_at_index_time(platform: Platform) -> None:
             (image_id,),
         ).fetchone()
     assert row is not None and row[0] == t["tenant"]["id"] and 5_000 < row[1] < 20_000
+    # Row-level security covers the new table: another tenant's scope does not see the row.
+    other = p.signup("Other")
+    with p.container.db.tenant_tx(uuid.UUID(other["tenant"]["id"])) as conn:
+        assert conn.execute("SELECT count(*) FROM image_local_features").fetchone()[0] == 0
+    with p.container.db.tenant_tx(uuid.UUID(t["tenant"]["id"])) as conn:
+        assert conn.execute("SELECT count(*) FROM image_local_features").fetchone()[0] == 1
+    # Deleting the image and purging it removes its features with it (foreign key cascade).
+    assert p.client.delete(f"/api/images/{image_id}", headers=t["headers"]).status_code == 204
+    with p.container.db.tx() as conn:
+        conn.execute("DELETE FROM images WHERE id = %s", (image_id,))
+        n = conn.execute("SELECT count(*) FROM image_local_features").fetchone()[0]
+    assert n == 0
 
 
 def test_texture_pasted_into_a_screenshot_is_found_first_and_verified(
