@@ -98,7 +98,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Retrieval quality on the dev set (tests/quality; from a source checkout)."""
+    """Retrieval quality through the HTTP API on the held-out test split (tests/quality; from
+    a source checkout; needs the test PostgreSQL, DEEPLENS_TEST_ADMIN_URL)."""
     import importlib
 
     sys.path.insert(0, os.getcwd())
@@ -137,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options for the benchmark")
     bench.set_defaults(func=cmd_bench)
 
-    ev = sub.add_parser("eval", help="retrieval quality on the dev set (tests/quality)")
+    ev = sub.add_parser(
+        "eval", help="retrieval quality over HTTP, held-out test split (tests/quality)"
+    )
     ev.add_argument("rest", nargs=argparse.REMAINDER, help="options for the evaluation")
     ev.set_defaults(func=cmd_eval)
 
