@@ -26,7 +26,7 @@ from shared.features.registry import spec_for
 from shared.images import active_tenant
 from shared.local_features import Region, Verification, extract_query, region_proposals
 from shared.telemetry import span
-from shared.verification import final_similarity, load, verify_all
+from shared.verification import background, final_similarity, load, verify_all
 
 if TYPE_CHECKING:
     from shared.features.embedder import Embedder
@@ -95,19 +95,23 @@ class SearchService:
         st = stages if stages is not None else Stages()
         t = time.perf_counter()
         embedder = self._embedder()
+        # The query's local features are extracted on another core while it is embedded
+        # (OpenCV and ONNX Runtime both release the GIL).
+        features = background(extract_query, data) if verify else None
         with span("search.embed_query", tenant_id=principal.tenant_id):
             vector = embedder.embed(data)
         t = st.lap("embed", t)
-        if not verify:
+        if features is None:
             return self.by_vector(
                 principal, vector, limit=limit, threshold=threshold, exclude=exclude
             )
         with span("search.proposals", tenant_id=principal.tenant_id):
-            regions = [embedder.embed(crop) for crop in region_proposals(data)]
+            crops = region_proposals(data)
+            regions = embedder.embed_many(crops) if crops else []
         t = st.lap("proposals", t)
         with span("search.query_features", tenant_id=principal.tenant_id):
-            query = extract_query(data)
-        t = st.lap("query_features", t)
+            query = features.result()
+        t = st.lap("query_features (wait)", t)
         space, tenant_id = self._space(principal)
         k = max(RERANK_K, limit + (1 if exclude else 0))
         found: dict[uuid.UUID, Result] = {}

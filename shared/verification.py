@@ -16,8 +16,8 @@ just under VERIFIED_FLOOR, so the same picture always ranks above a look-alike.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -60,6 +60,10 @@ def load(
         table="image_local_features",
     )
     return {r["image_id"]: LocalFeatures.unpack(bytes(r["features"])) for r in rows}
+
+
+def background(fn: Callable[[bytes], LocalFeatures], data: bytes) -> Future[LocalFeatures]:
+    return _POOL.submit(fn, data)
 
 
 def verify_all(
