@@ -37,6 +37,7 @@ MAX_LIMIT = 100
 # top PROPOSAL_K (tests/perf/bench_verify.py measures what each stage costs).
 RERANK_K = 12
 PROPOSAL_K = 4
+MAX_VERIFY = 16  # at most this many candidates verified per query (the most similar ones)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ class SearchService:
                     r.image_id not in found or r.similarity > found[r.image_id].similarity
                 ):
                     found[r.image_id] = r
+        if len(found) > MAX_VERIFY:  # collages: bound the verification work per query
+            keep = sorted(found.values(), key=lambda r: -r.similarity)[:MAX_VERIFY]
+            found = {r.image_id: r for r in keep}
         t = st.lap("candidates", t)
         with span("search.verify", tenant_id=tenant_id):
             with self.db.tenant_tx(tenant_id) as conn:
