@@ -177,6 +177,12 @@ def extract(
     return extract_image(open_image(data, draft=(side, side)), side=side, features=features)
 
 
+def extract_index(img: Image.Image) -> LocalFeatures:
+    """A gallery image's features, from an image the caller already decoded (process-image
+    decodes at a DCT-reduced scale of at least 512 px for the thumbnails)."""
+    return extract_image(img, side=INDEX_SIDE, features=INDEX_FEATURES)
+
+
 def extract_query(data: bytes) -> LocalFeatures:
     return extract(data, side=QUERY_SIDE, features=QUERY_FEATURES)
 

@@ -135,9 +135,13 @@ class PipelineService:
                     return self._fail(row, "process-image", exc, cause)
                 thumbs = thumbnails(img)
                 phash = perceptual_hash(img)
+                # Local features for geometric verification, from the image already decoded.
+                local = local_features.extract_index(img) if self.settings.local_features else None
                 for size, blob in thumbs.items():
                     self.storage.put(bucket, thumb_key(row.id, size), blob, "image/webp")
                 with self.db.one() as conn:
+                    if local is not None:
+                        verification.save(conn, row.id, row.tenant_id, local)
                     execute(
                         conn,
                         "UPDATE images SET status = 'validated', width = %(w)s,"
@@ -276,15 +280,12 @@ class PipelineService:
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:
                 vector = embedder.embed(data)
-                local = local_features.extract(data) if self.settings.local_features else None
             except DeepLensError as exc:
                 if isinstance(exc, TransientError):
                     raise
                 return self._fail(row, "extract", exc, cause)
             space = tenant.qdrant_collection_name
             with self.db.one() as conn:
-                if local is not None:  # for geometric verification at search time
-                    verification.save(conn, row.id, row.tenant_id, local)
                 execute(
                     conn,
                     "UPDATE images SET status = 'extracted', model = %(m)s,"
