@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # a group, a perceptual-hash distance at most copy_max_hash_distance marks a true copy
     # (re-encoded, resized, recoloured), anything else a similar shot (burst, re-framing).
     near_duplicate_threshold: float = 0.9
-    # Local features for geometric verification, computed at extraction (issue 15); off only
+    # Local features for geometric verification, computed in process-image (issue 15); off only
     # to measure what they cost (tests/perf/bench_ingest.py --compare-local-features).
     local_features: bool = True
     copy_max_hash_distance: int = 2

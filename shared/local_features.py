@@ -2,7 +2,7 @@
 
 A global embedding says "looks alike"; it cannot say "is the same picture". Here each image
 keeps a compact set of ORB keypoints (position + 32-byte binary descriptor, ~18 KB an image,
-stored at index time in ``image_local_features``), and a query is matched against its top
+stored by process-image in ``image_local_features``), and a query is matched against its top
 candidates: nearest-neighbour descriptor matches with Lowe's ratio test, then a RANSAC
 homography. A candidate is **verified** when enough matches agree with one homography *and*
 they are most of the matches: a re-encoded, cropped, rotated, recoloured or pasted copy maps

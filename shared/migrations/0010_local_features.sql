@@ -1,5 +1,5 @@
 -- Each image's local features (ORB keypoints + descriptors, ~18 KB) for geometric
--- verification at search time: stored at extraction, read for a query's top candidates in
+-- verification at search time: stored by process-image, read for a query's top candidates in
 -- one statement. Kept out of `images` so listing images never drags the blobs along.
 CREATE TABLE image_local_features (
     image_id uuid PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
