@@ -132,6 +132,7 @@ BENCHMARKS = [
     "observability",
     "extracthttp",
     "noisy",
+    "verify",
 ]
 
 
@@ -150,7 +151,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Retrieval quality on the dev set (tests/quality; from a source checkout). With
+    """Retrieval quality through the HTTP API on the held-out test split (tests/quality; from
+    a source checkout; needs the test PostgreSQL, DEEPLENS_TEST_ADMIN_URL). With
     ``--model REF``: fit that model's calibration on the dev set and store it."""
     import importlib
 
@@ -162,11 +164,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from shared.calibration import calibrate_model
         from shared.config import Settings
 
-        ds = importlib.import_module("tests.quality.devset").build(args.faces)
+        ds = importlib.import_module("tests.quality.photoset").build(args.faces)
+        dev = [i for i, part in enumerate(ds.query_split) if part == "dev"]  # never test
         c = Container(Settings.from_env(_settings_env(args)))
         c.open()
         try:
-            out = calibrate_model(c, args.model, ds.gallery, ds.queries, ds.query_target)
+            out = calibrate_model(
+                c,
+                args.model,
+                ds.gallery,
+                [ds.queries[i] for i in dev],
+                [ds.query_target[i] for i in dev],
+            )
         finally:
             c.close()
         sys.stdout.write(json.dumps(out) + "\n")
@@ -214,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options for the benchmark")
     bench.set_defaults(func=cmd_bench)
 
-    ev = sub.add_parser("eval", help="retrieval quality on the dev set (tests/quality)")
+    ev = sub.add_parser(
+        "eval", help="retrieval quality over HTTP, held-out test split (tests/quality)"
+    )
     ev.add_argument("--model", help="fit and store this model's calibration (name:pooling:size)")
     ev.add_argument("--faces", type=int, default=200, help="face distractors (with --model)")
     ev.add_argument("--data-dir", type=Path)

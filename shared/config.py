@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     # a group, a perceptual-hash distance at most copy_max_hash_distance marks a true copy
     # (re-encoded, resized, recoloured), anything else a similar shot (burst, re-framing).
     near_duplicate_threshold: float = 0.9
+    # Local features for geometric verification, computed in process-image (issue 15); off only
+    # to measure what they cost (tests/perf/bench_ingest.py --compare-local-features).
+    local_features: bool = True
     copy_max_hash_distance: int = 2
     # Model migrations: images queued per backfill batch, and after how long a queued
     # re-embedding with no result is queued again (its event presumed lost).

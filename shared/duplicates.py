@@ -1,7 +1,10 @@
 """Duplicates within a tenant: near-duplicate groups (by embedding, formed at index time) and
-each image's near-duplicates, told apart as true copies (perceptual hash within
-``copy_max_hash_distance``: re-encoded, resized, recoloured) or similar shots (bursts,
-re-framings). Exact byte-for-byte duplicates never get a second row (see ImageService.upload).
+each image's near-duplicates, told apart as true copies or similar shots (bursts, re-framings,
+a second viewpoint) by the same signal as search: a ``copy`` is geometrically verified against
+its group's image with their stored local features (shared/local_features); images indexed
+before local features existed fall back to the perceptual hash (within
+``copy_max_hash_distance``). Exact byte-for-byte duplicates never get a second row (see
+ImageService.upload).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from shared.errors import Conflict
 from shared.features.registry import spec_for
 from shared.images import ImageRow, ImageService
 from shared.imaging import hash_distance
+from shared.local_features import LocalFeatures, verify
+from shared.verification import load
 
 if TYPE_CHECKING:
     from shared.vectors import VectorIndex
@@ -53,9 +58,17 @@ class DuplicateService:
         self._vectors = vectors
         self.spec = spec_for(settings.features)
 
-    def kind(self, a: ImageRow, b: ImageRow) -> str:
+    def kind(
+        self,
+        a: ImageRow,
+        b: ImageRow,
+        features: dict[uuid.UUID, LocalFeatures] | None = None,
+    ) -> str:
         if a.sha256 == b.sha256:
             return "identical"
+        fa, fb = (features or {}).get(a.id), (features or {}).get(b.id)
+        if fa is not None and fb is not None:
+            return "copy" if verify(fb, fa).verified else "similar-shot"
         if (
             a.phash is not None
             and b.phash is not None
@@ -91,12 +104,13 @@ class DuplicateService:
                     row=ImageRow,
                 )
             }
+            features = load(conn, row.tenant_id, [row.id, *rows])
         return [
             {
                 "imageId": h.id,
                 "filename": rows[h.id].filename,
                 "similarity": round(self.spec.calibrate(h.score), 6),
-                "kind": self.kind(row, rows[h.id]),
+                "kind": self.kind(row, rows[h.id], features),
                 "uploadedAt": rows[h.id].uploaded_at.isoformat(),
             }
             for h in hits
@@ -118,6 +132,7 @@ class DuplicateService:
                 table="images",
                 row=ImageRow,
             )
+            features = load(conn, tenant_id, [m.id for m in members])
         by_root: dict[uuid.UUID, list[ImageRow]] = {r["root"]: [] for r in roots}
         for m in members:
             by_root.setdefault(m.duplicate_of or m.id, []).append(m)
@@ -134,7 +149,9 @@ class DuplicateService:
                             "imageId": m.id,
                             "filename": m.filename,
                             "similarity": 1.0 if m.id == root.id else m.near_similarity,
-                            "kind": "original" if m.id == root.id else self.kind(root, m),
+                            "kind": (
+                                "original" if m.id == root.id else self.kind(root, m, features)
+                            ),
                             "uploadedAt": m.uploaded_at.isoformat(),
                         }
                         for m in rows

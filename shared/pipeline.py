@@ -32,7 +32,7 @@ from events.payloads import (
     ImageUploaded,
     ImageValidated,
 )
-from shared import metrics
+from shared import local_features, metrics, verification
 from shared.config import Settings
 from shared.db import Database, execute, fetch_all, fetch_composed, fetch_one
 from shared.errors import DeepLensError, TransientError
@@ -148,9 +148,13 @@ class PipelineService:
                     return self._fail(row, "process-image", exc, cause)
                 thumbs = thumbnails(img)
                 phash = perceptual_hash(img)
+                # Local features for geometric verification, from the image already decoded.
+                local = local_features.extract_index(img) if self.settings.local_features else None
                 for size, blob in thumbs.items():
                     self.storage.put(bucket, thumb_key(row.id, size), blob, "image/webp")
                 with self.db.one() as conn:
+                    if local is not None:
+                        verification.save(conn, row.id, row.tenant_id, local)
                     execute(
                         conn,
                         "UPDATE images SET status = 'validated', width = %(w)s,"

@@ -2,13 +2,20 @@
 
 The query is embedded once; result metadata comes from the vector payload (filename,
 uploadedAt), so a search costs one embedding and one index query — no per-result round trips.
+
+Search by image adds two stages (issue 15): region proposals — photo-like rectangles inside
+the query (a screenshot's content, a collage's tiles), each embedded and searched too, so a
+pasted photo is a candidate even when the whole query looks like a web page — and geometric
+verification of the top candidates against their stored local features (shared/verification),
+which marks true copies ``verified``, ranks them above look-alikes and gives the matched region.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared import metrics
@@ -18,7 +25,9 @@ from shared.db import Database, execute
 from shared.errors import InvalidInput, NotFound
 from shared.features.registry import ModelSpec, spec_for
 from shared.images import active_tenant
+from shared.local_features import Region, Verification, extract_query, region_proposals
 from shared.telemetry import span
+from shared.verification import background, final_similarity, load, verify_all
 
 if TYPE_CHECKING:
     from shared.features.embedder import Embedder
@@ -26,6 +35,11 @@ if TYPE_CHECKING:
     from shared.vectors import VectorIndex
 
 MAX_LIMIT = 100
+# Candidates verified per query: the whole query's top RERANK_K, plus each region proposal's
+# top PROPOSAL_K (tests/perf/bench_verify.py measures what each stage costs).
+RERANK_K = 12
+PROPOSAL_K = 4
+MAX_VERIFY = 16  # at most this many candidates verified per query (the most similar ones)
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,10 @@ class Result:
     filename: str
     uploaded_at: str
     thumbnail_url: str
+    verified: bool = False
+    inliers: int = 0
+    region: Region | None = None  # the part of this image that the query shows
+    query_region: Region | None = None  # where this image appears inside the query
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,18 @@ class Answered:
     space: str
     model: str
     calibrated: bool
+
+
+@dataclass
+class Stages:
+    """Milliseconds spent per stage of search by image (benchmarks and the eval read it)."""
+
+    ms: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.ms[name] = self.ms.get(name, 0.0) + (now - since) * 1000
+        return now
 
 
 class SearchService:
@@ -60,7 +90,7 @@ class SearchService:
         self.db, self.vectors, self.settings = db, vectors, settings
         self._embedder, self._embedder_for, self.models = embedder, embedder_for, models
         # Similarities are reported on the model's calibrated scale (threshold 0.7 = the
-        # documented precision on the dev set); thresholds are mapped back to raw cosine.
+        # documented precision on the dev split); thresholds are mapped back to raw cosine.
         # A model without a calibration reports raw cosine (and says so: Answered).
         self.spec = spec_for(settings.features)
 
@@ -73,9 +103,17 @@ class SearchService:
         limit: int = 10,
         threshold: float = 0.7,
         exclude: uuid.UUID | None = None,
+        verify: bool = True,
+        stages: Stages | None = None,
     ) -> list[Result]:
         return self.by_image_answered(
-            principal, data, limit=limit, threshold=threshold, exclude=exclude
+            principal,
+            data,
+            limit=limit,
+            threshold=threshold,
+            exclude=exclude,
+            verify=verify,
+            stages=stages,
         )[0]
 
     def by_image_answered(
@@ -86,17 +124,92 @@ class SearchService:
         limit: int = 10,
         threshold: float = 0.7,
         exclude: uuid.UUID | None = None,
+        verify: bool = True,
+        stages: Stages | None = None,
     ) -> tuple[list[Result], Answered]:
         """Search by image: the query is embedded with the tenant's active model and the
         active space is searched — both read in one statement, so a cutover between them
-        cannot mix two spaces in one answer."""
+        cannot mix two spaces in one answer — then its top candidates are verified."""
         if not data:
             raise InvalidInput("the query image is empty", code="empty_file")
-        st = self.models.state(principal.require_tenant())
-        spec = self.models.spec(st.active_model)
-        with span("search.embed_query", tenant_id=principal.tenant_id):
-            vector = self._embedder_for(spec).embed(data)
-        return self._query(principal, vector, st.active_space, spec, limit, threshold, exclude)
+        self._check(limit, threshold)
+        tenant_id = principal.require_tenant()
+        state = self.models.state(tenant_id)
+        spec = self.models.spec(state.active_model)
+        answered = Answered(state.active_space, spec.ref, spec.calibration is not None)
+        st = stages if stages is not None else Stages()
+        t = time.perf_counter()
+        embedder = self._embedder_for(spec)
+        # The query's local features are extracted on another core while it is embedded
+        # (OpenCV and ONNX Runtime both release the GIL).
+        features = background(extract_query, data) if verify else None
+        with span("search.embed_query", tenant_id=tenant_id):
+            vector = embedder.embed(data)
+        t = st.lap("embed", t)
+        if features is None:
+            self._count(tenant_id)
+            hits = self._nearest(
+                answered.space,
+                tenant_id,
+                vector,
+                limit + (1 if exclude else 0),
+                spec.raw_for(threshold),
+                spec,
+            )
+            return [h for h in hits if h.image_id != exclude][:limit], answered
+        with span("search.proposals", tenant_id=tenant_id):
+            crops = region_proposals(data)
+            regions = embedder.embed_many(crops) if crops else []
+        t = st.lap("proposals", t)
+        with span("search.query_features", tenant_id=tenant_id):
+            query = features.result()
+        t = st.lap("query_features (wait)", t)
+        self._count(tenant_id)
+        k = max(RERANK_K, limit + (1 if exclude else 0))
+        found: dict[uuid.UUID, Result] = {}
+        for i, qv in enumerate([vector, *regions]):
+            near = self._nearest(
+                answered.space, tenant_id, qv, k if i == 0 else PROPOSAL_K, -1.0, spec
+            )
+            for r in near:
+                if r.image_id != exclude and (
+                    r.image_id not in found or r.similarity > found[r.image_id].similarity
+                ):
+                    found[r.image_id] = r
+        if len(found) > MAX_VERIFY:  # collages: bound the verification work per query
+            keep = sorted(found.values(), key=lambda r: -r.similarity)[:MAX_VERIFY]
+            found = {r.image_id: r for r in keep}
+        t = st.lap("candidates", t)
+        with span("search.verify", tenant_id=tenant_id):
+            with self.db.tenant_tx(tenant_id) as conn:
+                stored = load(conn, tenant_id, found)
+            t = st.lap("load_features", t)
+            checks = verify_all(query, stored)
+        t = st.lap("verify", t)
+        out = []
+        for image_id, r in found.items():
+            v: Verification | None = checks.get(image_id)
+            sim = round(final_similarity(r.similarity, v), 6)
+            if sim < threshold:
+                continue
+            ok = v is not None and v.verified
+            geo = v is not None and v.geometric
+            out.append(
+                Result(
+                    image_id=image_id,
+                    similarity=sim,
+                    filename=r.filename,
+                    uploaded_at=r.uploaded_at,
+                    thumbnail_url=r.thumbnail_url,
+                    verified=ok,
+                    inliers=v.inliers if v is not None else 0,
+                    region=v.region if geo and v is not None else None,
+                    query_region=v.query_region if geo and v is not None else None,
+                )
+            )
+        out.sort(key=lambda r: (-r.similarity, str(r.image_id)))
+        st.lap("rank", t)
+        return out[:limit], answered
 
     @metrics.timed_search("vector")
     def by_vector(
@@ -121,26 +234,31 @@ class SearchService:
         threshold: float = 0.7,
         exclude: uuid.UUID | None = None,
     ) -> tuple[list[Result], Answered]:
-        st = self.models.state(principal.require_tenant())
-        spec = self.models.spec(st.active_model)
-        return self._query(principal, vector, st.active_space, spec, limit, threshold, exclude)
-
-    def _query(
-        self,
-        principal: Principal,
-        vector: list[float],
-        space: str,
-        spec: ModelSpec,
-        limit: int,
-        threshold: float,
-        exclude: uuid.UUID | None,
-    ) -> tuple[list[Result], Answered]:
+        self._check(limit, threshold)
         tenant_id = principal.require_tenant()
+        state = self.models.state(tenant_id)
+        spec = self.models.spec(state.active_model)
+        answered = Answered(state.active_space, spec.ref, spec.calibration is not None)
+        self._count(tenant_id)
+        hits = self._nearest(
+            answered.space,
+            tenant_id,
+            vector,
+            limit + (1 if exclude else 0),
+            spec.raw_for(threshold),
+            spec,
+        )
+        return [h for h in hits if h.image_id != exclude][:limit], answered
+
+    @staticmethod
+    def _check(limit: int, threshold: float) -> None:
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
         if not -1.0 <= threshold <= 1.0:
             raise InvalidInput("threshold must be between -1 and 1", code="invalid_threshold")
-        answered = Answered(space, spec.ref, spec.calibration is not None)
+
+    def _count(self, tenant_id: uuid.UUID) -> None:
+        """The active-tenant check, and the search counted in the tenant's usage."""
         with span("search.query", tenant_id=tenant_id), self.db.tx() as conn:
             active_tenant(conn, tenant_id)
             execute(
@@ -151,18 +269,24 @@ class SearchService:
                 {"t": tenant_id},
                 table="usage_daily",
             )
+
+    def _nearest(
+        self,
+        space: str,
+        tenant_id: uuid.UUID,
+        vector: list[float],
+        k: int,
+        raw: float,
+        spec: ModelSpec,
+    ) -> list[Result]:
         try:
             hits = self.vectors.search(
-                space,
-                tenant_id=tenant_id,
-                vector=vector,
-                limit=limit + (1 if exclude else 0),
-                threshold=spec.raw_for(threshold),
+                space, tenant_id=tenant_id, vector=vector, limit=k, threshold=raw
             )
         except NotFound:
-            return [], answered  # nothing indexed yet for this tenant's space
+            return []  # nothing indexed yet for this tenant's space
         base = self.settings.public_url.rstrip("/")
-        out = [
+        return [
             Result(
                 image_id=h.id,
                 similarity=round(spec.calibrate(h.score), 6),
@@ -171,6 +295,4 @@ class SearchService:
                 thumbnail_url=f"{base}/api/images/{h.id}/thumbnail/256",
             )
             for h in hits
-            if h.id != exclude
         ]
-        return out[:limit], answered

@@ -1,10 +1,14 @@
 """search: POST /api/images/search — by image (multipart ``file``) or by vector (JSON).
 
 limit defaults to 10, threshold to 0.7; results [{imageId, similarity, filename, uploadedAt,
-thumbnailUrl}], only ever from the caller's tenant. Headers say which vector space answered
-(``X-DeepLens-Space``, ``X-DeepLens-Model``: every result comes from that one space) and the
-similarity scale (``X-DeepLens-Similarity``: calibrated, or raw cosine for a model without a
-fitted calibration).
+thumbnailUrl, verified, inliers, region, queryRegion}], only ever from the caller's tenant.
+Search by image verifies its top candidates geometrically (``verify=false`` skips it):
+``verified`` marks a true copy, ``region`` the part of the result the query shows (a crop) and
+``queryRegion`` where the result appears inside the query (a screenshot, a collage), both as
+normalised {x, y, width, height}, null when the match covers the whole image.
+Headers say which vector space answered (``X-DeepLens-Space``, ``X-DeepLens-Model``: every
+result comes from that one space) and the similarity scale (``X-DeepLens-Similarity``:
+calibrated, or raw cosine for a model without a fitted calibration).
 """
 
 from __future__ import annotations
@@ -36,12 +40,23 @@ class VectorQuery(ApiModel):
     exclude_image_id: uuid.UUID | None = None
 
 
+class MatchedRegion(ApiModel):
+    x: float
+    y: float
+    width: float
+    height: float
+
+
 class SearchResult(ApiModel):
     image_id: uuid.UUID
     similarity: float
     filename: str
     uploaded_at: str
     thumbnail_url: str
+    verified: bool = False
+    inliers: int = 0
+    region: MatchedRegion | None = None
+    query_region: MatchedRegion | None = None
 
 
 def _number(value: object, name: str, cast: type, default: float) -> float:
@@ -79,8 +94,16 @@ async def search(request: Request, response: Response, principal: Auth) -> list[
             raise InvalidInput("limit must be between 1 and 100", code="invalid_limit")
         if not -1 <= threshold <= 1:  # also refuses NaN
             raise InvalidInput("threshold must be between -1 and 1", code="invalid_threshold")
+        verify = str(form_field(form, "verify") or "true").lower()
+        if verify not in ("true", "false", "1", "0"):
+            raise InvalidInput("verify must be true or false", code="invalid_verify")
         results, answered = await run_in_threadpool(
-            svc.by_image_answered, principal, data, limit=limit, threshold=threshold
+            svc.by_image_answered,
+            principal,
+            data,
+            limit=limit,
+            threshold=threshold,
+            verify=verify in ("true", "1"),
         )
     elif ctype.startswith("application/json"):
         try:
@@ -114,6 +137,10 @@ async def search(request: Request, response: Response, principal: Auth) -> list[
             filename=r.filename,
             uploaded_at=r.uploaded_at,
             thumbnail_url=r.thumbnail_url,
+            verified=r.verified,
+            inliers=r.inliers,
+            region=MatchedRegion(**r.region.as_dict()) if r.region else None,
+            query_region=MatchedRegion(**r.query_region.as_dict()) if r.query_region else None,
         )
         for r in results
     ]

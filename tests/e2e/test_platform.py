@@ -74,6 +74,10 @@ def test_upload_wait_and_find_originals(database_url: str, tmp_path: Path) -> No
                     "filename",
                     "uploadedAt",
                     "thumbnailUrl",
+                    "verified",  # geometric verification (issue 15)
+                    "inliers",
+                    "region",
+                    "queryRegion",
                 }
                 assert b_id not in {x["imageId"] for x in results}
                 lowest[kind] = min(lowest.get(kind, 1.0), results[0]["similarity"])

@@ -122,6 +122,8 @@ def test_sign_up_upload_search_keys_and_isolation(
     results = page.locator("#results li")
     expect(results.first).to_be_visible(timeout=20_000)
     expect(results.first.locator(".name")).to_have_text("coffee.jpg")
+    # The edited copy is geometrically verified, and the page says so.
+    expect(results.first.locator(".badge.verified")).to_have_text("verified copy")
     shoot(page, "search")
 
     page.get_by_role("link", name="Tenant admin").click()

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
         "observability",
         "extracthttp",
         "noisy",
+        "verify",
     ],
 )
 def test_benchmark_smoke(
@@ -51,4 +52,7 @@ def test_quality_eval_smoke(
     doc = json.loads((tmp_path / "quality.json").read_text())
     families = {r["family"] for r in doc["rows"]}
     assert {"all", "crop-60", "screenshot", "watermark", "grayscale"} <= families
+    assert {"crop-30", "collage", "rotate-15-45-q30", "perspective"} <= families
+    assert {r["split"] for r in doc["rows"]} == {"dev", "test"}
+    assert {r["mode"] for r in doc["rows"]} == {"embedding", "verified"}
     assert "top-1" in capsys.readouterr().out

@@ -101,3 +101,27 @@ def test_duplicate_groups_stay_within_a_tenant(platform: Platform) -> None:
     near = p.client.get(f"/api/images/{b_only}/duplicates", headers=b["headers"]).json()
     assert near["duplicates"] == []
     assert p.client.get(f"/api/images/{b_only}/duplicates", headers=a["headers"]).status_code == 404
+
+
+def test_a_reframed_copy_is_a_copy_by_geometric_verification(platform: Platform) -> None:
+    """A 10% crop and a small rotation change the perceptual hash (the old rule called them
+    similar shots); the local features verify them as copies of the same photo."""
+    from shared.imaging import hash_distance, perceptual_hash
+
+    p = platform
+    t = p.signup()
+    img = photo("coffee.png")
+    w, h = img.size
+    cropped = img.crop((w // 10, h // 10, w - w // 10, h - h // 10))
+    rotated = img.rotate(5, expand=False, fillcolor=(255, 255, 255))
+    for edited in (cropped, rotated):
+        assert hash_distance(perceptual_hash(img), perceptual_hash(edited)) > 2
+    ids = {}
+    for name, im in [("coffee.jpg", img), ("cropped.jpg", cropped), ("rotated.jpg", rotated)]:
+        ids[name] = upload(p, t, name, encode(im)).json()["imageId"]
+    run_pipeline(p)
+    dup = p.client.get(
+        f"/api/images/{ids['coffee.jpg']}/duplicates?threshold=0.7", headers=t["headers"]
+    ).json()
+    kinds = {d["filename"]: d["kind"] for d in dup["duplicates"]}
+    assert kinds == {"cropped.jpg": "copy", "rotated.jpg": "copy"}

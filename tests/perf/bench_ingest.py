@@ -5,6 +5,10 @@ platform. Baseline in the same run: the extraction fast path alone on the same f
 pipeline's ceiling), in this process with a worker per core.
 
     deeplens bench ingest [--images 1000] [--concurrency 8]
+    deeplens bench ingest --compare-local-features [--images 300]
+
+``--compare-local-features`` runs the ingest twice in the same run, without and with local
+features (geometric verification's index-time cost), and prints the ratio.
 """
 
 from __future__ import annotations
@@ -41,7 +45,14 @@ def probe(
         time.sleep(0.005)
 
 
-def run(images: int, singles: int, admin_url: str, concurrency: int = 8) -> dict:  # type: ignore[type-arg]
+def run(
+    images: int,
+    singles: int,
+    admin_url: str,
+    concurrency: int = 8,
+    extra_env: dict[str, str] | None = None,
+    name: str = "ingest",
+) -> dict:  # type: ignore[type-arg]
     folder = Path(mkdtemp())
     blobs = photo_jpegs(images + 2 * singles, seed=3)
     during_blobs = blobs[images + singles :]
@@ -56,7 +67,11 @@ def run(images: int, singles: int, admin_url: str, concurrency: int = 8) -> dict
     db = f"deeplens_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
-    plat = start_platform(Path(mkdtemp()), database_url=admin_url.rsplit("/", 1)[0] + "/" + db)
+    plat = start_platform(
+        Path(mkdtemp()),
+        database_url=admin_url.rsplit("/", 1)[0] + "/" + db,
+        extra_env=extra_env,
+    )
     try:
         t = signup(plat.http, "Ingest")
         # Raise the Free tier's limits: this measures the pipeline, not the quota.
@@ -124,14 +139,41 @@ def run(images: int, singles: int, admin_url: str, concurrency: int = 8) -> dict
         },
     ]
     return report(
-        "ingest",
+        name,
         rows,
         images=images,
         singles=singles,
         concurrency=concurrency,
         image_size="1280x800 JPEG q90",
+        env=extra_env,
         platform="deeplens up: ingress + one process per function group (shared/local)",
     )
+
+
+def compare_local_features(images: int, singles: int, admin_url: str) -> dict:  # type: ignore[type-arg]
+    """Ingest without, then with, local features; then without again (drift check)."""
+    runs = []
+    for i, on in enumerate((False, True, False, True)):
+        doc = run(
+            images,
+            singles,
+            admin_url,
+            {"DEEPLENS_LOCAL_FEATURES": "true" if on else "false"},
+            f"ingest-local-features-{i}-{'on' if on else 'off'}",
+        )
+        runs.append((on, doc["rows"][1]["value"]))
+    off = [v for on, v in runs if not on]
+    with_lf = [v for on, v in runs if on]
+    rows = [
+        {"measure": "ingest without local features", "value": sum(off) / len(off), "unit": "img/s"},
+        {
+            "measure": "ingest with local features",
+            "value": sum(with_lf) / len(with_lf),
+            "unit": "img/s",
+        },
+        {"measure": "with / without", "value": sum(with_lf) / sum(off), "unit": "ratio"},
+    ]
+    return report("ingest-local-features", rows, images=images, runs=runs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,7 +188,11 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--compare-local-features", action="store_true")
     a = p.parse_args(argv)
+    if a.compare_local_features:
+        compare_local_features(a.images, a.singles, a.admin_url)
+        return
     run(10 if a.smoke else a.images, 2 if a.smoke else a.singles, a.admin_url, a.concurrency)
 
 

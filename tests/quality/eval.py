@@ -1,114 +1,228 @@
-"""Retrieval quality on the dev set, per edit family, for every model and setting.
+"""Retrieval quality through the HTTP API, on a held-out test split.
 
-top-1: the original ranks first; mAP: mean average precision (one relevant item per query, so
-the mean reciprocal rank); recall@t: the original scores at least t; precision@t: of all
-(query, gallery) pairs scoring at least t, the share that are query→original.
+The whole platform runs in-process over its real ASGI handler and a throw-away database on
+the test PostgreSQL (``DEEPLENS_TEST_ADMIN_URL``): the gallery (originals + distractors) is
+uploaded with ``POST /api/images/upload`` and goes through the real pipeline; every query is a
+``POST /api/images/search`` by image, once with geometric verification (the default) and once
+with ``verify=false`` (the embedding alone: the behaviour before issue 15).
 
-    deeplens eval [--settings lite0-avg-224,lite0-gem-224,lite0-gem-320]
+The originals are split by name into dev and test (tests/quality/photoset.py). Thresholds are
+fitted on dev only; the headline figures are the test split's. Metrics per query: top-1 (the
+original ranks first), mAP (one relevant item: the mean reciprocal rank, 0 when it is not in
+the top 20); recall@t (the original is returned with similarity ≥ t); precision@t (of all
+returned pairs with similarity ≥ t, the share that are query→original; pairs beyond the top 20
+count as below t).
+
+    deeplens eval [--faces 200] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import time
+import uuid
 from pathlib import Path
 from tempfile import mkdtemp
+from typing import Any
 
 import numpy as np
+import psycopg
 
-from shared.features.onnx_backend import OnnxExtractor
-from shared.features.registry import model_spec
 from tests.perf._common import report
-from tests.quality.devset import DevSet, build
+from tests.quality.photoset import EvalSet, build
 
-SETTINGS = {
-    "lite0-avg-224": ("efficientnet-lite0", "avg", 224),
-    "lite0-gem-224": ("efficientnet-lite0", "gem", 224),
-    "lite0-gem-320": ("efficientnet-lite0", "gem", 320),
-}
+TOP = 20
+GRID = [round(float(t), 3) for t in np.arange(0.40, 1.0, 0.005)]
 
 
-def metrics(sims: np.ndarray, target: np.ndarray, threshold: float) -> dict[str, float]:
-    rows = np.arange(len(target))
-    own = sims[rows, target]
-    rank = (sims > own[:, None]).sum(axis=1)  # 0 = first
-    above = sims >= threshold
-    true_pos = above[rows, target].sum()
+def _admin_url() -> str:
+    return os.environ.get(
+        "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+def _score(runs: list[list[dict[str, Any]]], target: list[str], t: float) -> dict[str, float]:
+    top1 = rr = hit = above = tp = 0.0
+    for results, want in zip(runs, target, strict=True):
+        ids = [r["imageId"] for r in results]
+        if ids and ids[0] == want:
+            top1 += 1
+        if want in ids:
+            rr += 1 / (ids.index(want) + 1)
+        for r in results:
+            if r["similarity"] >= t:
+                above += 1
+                if r["imageId"] == want:
+                    tp += 1
+                    hit += 1
+    n = max(1, len(runs))
     return {
-        "top-1": float((rank == 0).mean()),
-        "mAP": float((1.0 / (rank + 1)).mean()),
-        "recall": float(true_pos / len(target)),
-        "precision": float(true_pos / above.sum()) if above.sum() else 1.0,
+        "top-1": top1 / n,
+        "mAP": rr / n,
+        "recall": hit / n,
+        "precision": tp / above if above else 1.0,
     }
 
 
-def raw_threshold_for(sims: np.ndarray, target: np.ndarray, precision: float = 0.99) -> float:
-    """The lowest raw cosine whose precision on the dev set is at least ``precision``."""
-    for t in np.arange(0.30, 0.99, 0.005):
-        if metrics(sims, target, float(t))["precision"] >= precision:
-            return float(round(t, 3))
-    return 0.99
+def fit_threshold(runs: list[list[dict[str, Any]]], target: list[str], precision: float) -> float:
+    """The lowest similarity whose precision is at least ``precision`` (on the runs given)."""
+    for t in GRID:
+        if _score(runs, target, t)["precision"] >= precision:
+            return t
+    return 1.0
 
 
-def embed_all(spec_name: str, pooling: str, size: int, ds: DevSet) -> tuple[np.ndarray, np.ndarray]:
-    spec = model_spec(spec_name, pooling=pooling, input_size=size)
-    ex = OnnxExtractor(spec, cache_dir=Path(mkdtemp()))
+def best_recall_at(runs: list[list[dict[str, Any]]], target: list[str], precision: float) -> float:
+    return max(
+        (m["recall"] for t in GRID if (m := _score(runs, target, t))["precision"] >= precision),
+        default=0.0,
+    )
+
+
+def _platform(ds: EvalSet, data_dir: Path, db_url: str) -> tuple[Any, dict[str, Any], list[str]]:
+    from tests.conftest import make_platform
+    from tests.integration.test_duplicates import run_pipeline
+
+    p = make_platform(db_url, data_dir)
+    t = p.signup("Eval")
+    with p.container.db.tx() as conn:  # a library this size is past the Free tier's day
+        conn.execute(
+            "UPDATE tenants SET max_api_calls_per_day = 10000000, max_storage_bytes = 100000000000"
+        )
+    ids = []
+    for i, blob in enumerate(ds.gallery):
+        r = p.client.post(
+            "/api/images/upload", headers=t["headers"], files={"file": (f"g{i}.jpg", blob)}
+        )
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["imageId"])
+        if i % 50 == 49:
+            run_pipeline(p)
+    run_pipeline(p)
+    return p, t, ids
+
+
+def run(faces: int, limit_originals: int | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    ds = build(faces, limit_originals)
+    name = f"deeplens_eval_{uuid.uuid4().hex[:10]}"
+    admin = _admin_url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = f"{admin.rpartition('/')[0]}/{name}"
+    p = None
     try:
-        return ex.embed_bytes(ds.gallery), ex.embed_bytes(ds.queries)
+        p, tenant, ids = _platform(ds, Path(mkdtemp(prefix="deeplens-eval-")), db_url)
+        ingest_s = time.perf_counter() - started
+        runs: dict[str, list[list[dict[str, Any]]]] = {"embedding": [], "verified": []}
+        query_ms: dict[str, list[float]] = {"embedding": [], "verified": []}
+        for q in ds.queries:
+            for mode, verify in (("embedding", "false"), ("verified", "true")):
+                t0 = time.perf_counter()
+                r = p.client.post(
+                    "/api/images/search",
+                    headers=tenant["headers"],
+                    files={"file": ("q.jpg", q)},
+                    data={"limit": str(TOP), "threshold": "0", "verify": verify},
+                )
+                query_ms[mode].append((time.perf_counter() - t0) * 1000)
+                assert r.status_code == 200, r.text
+                runs[mode].append(r.json())
     finally:
-        ex.close()
-
-
-def run(names: list[str], faces: int) -> dict:  # type: ignore[type-arg]
-    ds = build(faces)
-    target = np.array(ds.query_target)
-    families = sorted(set(ds.query_family))
+        if p is not None:
+            p.fn.stop()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    target = [ids[t] for t in ds.query_target]
+    split = np.array(ds.query_split)
     fam = np.array(ds.query_family)
-    rows = []
-    chosen = {}
-    for name in names:
-        model, pooling, size = SETTINGS[name]
-        g, q = embed_all(model, pooling, size, ds)
-        sims = q @ g.T
-        anchor = raw_threshold_for(sims, target)
-        chosen[name] = anchor
-        for family in ["all", *families]:
-            mask = np.ones(len(target), bool) if family == "all" else fam == family
-            m_raw = metrics(sims[mask], target[mask], 0.7)
-            m_cal = metrics(sims[mask], target[mask], anchor)
-            rows.append(
-                {
-                    "setting": name,
+    rows: list[dict[str, Any]] = []
+    fitted: dict[str, float] = {}
+    summary: dict[str, Any] = {}
+    for mode in ("embedding", "verified"):
+        dev = [i for i in range(len(target)) if split[i] == "dev"]
+        dev_t = fit_threshold([runs[mode][i] for i in dev], [target[i] for i in dev], 0.99)
+        fitted[mode] = dev_t
+        for which in ("test", "dev"):
+            for family in ["all", *sorted(set(ds.query_family))]:
+                idx = [
+                    i
+                    for i in range(len(target))
+                    if split[i] == which and (family == "all" or fam[i] == family)
+                ]
+                rr, tt = [runs[mode][i] for i in idx], [target[i] for i in idx]
+                at_fit = _score(rr, tt, dev_t)
+                at_07 = _score(rr, tt, 0.7)
+                row = {
+                    "mode": mode,
+                    "split": which,
                     "family": family,
-                    "queries": int(mask.sum()),
-                    "top-1": m_raw["top-1"],
-                    "mAP": m_raw["mAP"],
-                    "recall@0.7 raw": m_raw["recall"],
-                    "precision@0.7 raw": m_raw["precision"],
-                    "recall@0.7 cal": m_cal["recall"],
-                    "precision@0.7 cal": m_cal["precision"],
+                    "queries": len(idx),
+                    "top-1": at_fit["top-1"],
+                    "mAP": at_fit["mAP"],
+                    "recall@dev-t": at_fit["recall"],
+                    "precision@dev-t": at_fit["precision"],
+                    "recall@0.7": at_07["recall"],
+                    "precision@0.7": at_07["precision"],
                 }
-            )
+                if family == "all":
+                    row["recall@p0.99"] = best_recall_at(rr, tt, 0.99)
+                    summary[f"{mode}/{which}"] = row
+                rows.append(row)
+    names = {ids[i]: n for i, n in enumerate(ds.gallery_names)}
+    misses = [
+        {
+            "mode": mode,
+            "split": str(split[i]),
+            "family": str(fam[i]),
+            "original": names[target[i]],
+            "got": names.get(runs[mode][i][0]["imageId"], "?") if runs[mode][i] else None,
+            "gotSimilarity": runs[mode][i][0]["similarity"] if runs[mode][i] else None,
+            "gotVerified": runs[mode][i][0].get("verified") if runs[mode][i] else None,
+            "rank": next(
+                (k for k, r in enumerate(runs[mode][i]) if r["imageId"] == target[i]), None
+            ),
+        }
+        for mode in ("embedding", "verified")
+        for i in range(len(target))
+        if not runs[mode][i] or runs[mode][i][0]["imageId"] != target[i]
+    ]
+    verified_pairs = [
+        (r["imageId"] == target[i])
+        for i in range(len(target))
+        for r in runs["verified"][i]
+        if r.get("verified")
+    ]
     return report(
         "quality",
         rows,
         gallery=len(ds.gallery),
+        originals=ds.originals,
         queries=len(ds.queries),
-        calibration_raw_cosine_at_0_7=chosen,
-        note="cal = similarity calibrated so that 0.7 is the raw cosine where dev-set "
-        "precision first reaches 0.99",
+        test_queries=int((split == "test").sum()),
+        dev_fitted_threshold=fitted,
+        verified_pairs=len(verified_pairs),
+        verified_wrong=int(sum(1 for v in verified_pairs if not v)),
+        query_ms_p50={m: round(float(np.percentile(v, 50)), 1) for m, v in query_ms.items()},
+        query_ms_p99={m: round(float(np.percentile(v, 99)), 1) for m, v in query_ms.items()},
+        ingest_seconds=round(ingest_s, 1),
+        misses=[m for m in misses if m["mode"] == "verified"],
+        note="headline = split 'test' (originals never used for fitting); thresholds fitted on "
+        "'dev' (lowest similarity with dev precision >= 0.99); 'embedding' = verify=false, the "
+        "behaviour before geometric verification",
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--settings", default=",".join(SETTINGS))
-    p.add_argument("--faces", type=int, default=200)
-    p.add_argument("--smoke", action="store_true")
-    a = p.parse_args(argv)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--faces", type=int, default=200)
+    ap.add_argument("--smoke", action="store_true", help="4 originals, 10 faces")
+    a = ap.parse_args(argv)
     if a.smoke:
-        run(["lite0-avg-224"], 10)
+        run(10, limit_originals=4)
     else:
-        run(a.settings.split(","), a.faces)
+        run(a.faces)
 
 
 if __name__ == "__main__":

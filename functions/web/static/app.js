@@ -15,7 +15,7 @@ function h(tag, attrs = {}, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -227,9 +227,25 @@ function resultGrid(hits) {
   if (!hits.length) return h("p", { id: "no-results" }, "No similar images above the threshold.");
   const grid = h("ul", { class: "grid", "aria-label": "Results", id: "results" });
   for (const r of hits) {
-    grid.append(tile(r, h("div", {}, "similarity ", h("span", { class: "score" }, r.similarity.toFixed(3)))));
+    grid.append(tile(r, [h("div", {}, "similarity ", h("span", { class: "score" }, r.similarity.toFixed(3))),
+      matchInfo(r)]));
   }
   return grid;
+}
+
+// Geometric verification (search by image): a "verified copy" badge, and where the match is.
+function pct(v) { return `${Math.round(v * 100)}%`; }
+function regionText(label, g) {
+  return h("div", { class: "region" }, `${label} ${pct(g.width)} × ${pct(g.height)} at ${pct(g.x)}, ${pct(g.y)}`);
+}
+function matchInfo(r) {
+  if (r.verified === undefined) return null;
+  const out = [r.verified
+    ? h("span", { class: "badge verified", title: `${r.inliers} matching keypoints` }, "verified copy")
+    : h("span", { class: "badge", title: r.inliers ? `${r.inliers} matching keypoints` : "no geometric match" }, "not verified")];
+  if (r.region) out.push(regionText("part of it:", r.region));
+  if (r.queryRegion) out.push(regionText("in your image:", r.queryRegion));
+  return out;
 }
 
 // ---- upload ------------------------------------------------------------------------------

@@ -1,0 +1,147 @@
+"""Search by image with geometric verification and region search, over HTTP on the real
+pipeline: the cases the embedding alone gets wrong (issue 15)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import Platform
+from tests.integration.test_duplicates import run_pipeline
+from tests.integration.test_pipeline import upload
+from tests.photos import encode, photo
+from tests.quality.photoset import _screenshot, _texture
+
+pytestmark = pytest.mark.integration
+
+LIBRARY = [
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "coins.png",
+    "moon.png",
+    "camera.png",
+    "coffee.png",
+    "chelsea.png",
+    "astronaut.png",
+    "motorcycle_left.png",
+]
+
+
+def _library(p: Platform) -> tuple[dict[str, Any], dict[str, str]]:
+    t = p.signup()
+    ids = {}
+    for name in LIBRARY:
+        r = upload(p, t, name.replace(".png", ".jpg"), encode(photo(name)))
+        assert r.status_code == 202
+        ids[r.json()["imageId"]] = name
+    for i in range(8):  # look-alikes for the texture photos
+        r = upload(p, t, f"texture-{i}.jpg", encode(_texture(i)))
+        ids[r.json()["imageId"]] = f"texture-{i}"
+    run_pipeline(p)
+    return t, ids
+
+
+def _search(p: Platform, t: dict[str, Any], data: bytes, **form: str) -> list[dict[str, Any]]:
+    r = p.client.post(
+        "/api/images/search",
+        headers=t["headers"],
+        files={"file": ("q.jpg", data)},
+        data={"limit": "5", "threshold": "0", **form},
+    )
+    assert r.status_code == 200, r.text
+    results: list[dict[str, Any]] = r.json()
+    return results
+
+
+def test_local_features_are_stored_at_index_time(platform: Platform) -> None:
+    p = platform
+    t = p.signup()
+    image_id = upload(p, t, "coffee.jpg", encode(photo("coffee.png"))).json()["imageId"]
+    run_pipeline(p)
+    with p.container.db.tx() as conn:
+        row = conn.execute(
+            "SELECT tenant_id::text, length(features) FROM image_local_features"
+            " WHERE image_id = %s",
+            (image_id,),
+        ).fetchone()
+    assert row is not None and row[0] == t["tenant"]["id"] and 5_000 < row[1] < 20_000
+    # Row-level security covers the new table: another tenant's scope does not see the row.
+    other = p.signup("Other")
+    with p.container.db.tenant_tx(uuid.UUID(other["tenant"]["id"])) as conn:
+        assert conn.execute("SELECT count(*) FROM image_local_features").fetchone()[0] == 0
+    with p.container.db.tenant_tx(uuid.UUID(t["tenant"]["id"])) as conn:
+        assert conn.execute("SELECT count(*) FROM image_local_features").fetchone()[0] == 1
+    # Deleting the image and purging it removes its features with it (foreign key cascade).
+    assert p.client.delete(f"/api/images/{image_id}", headers=t["headers"]).status_code == 204
+    with p.container.db.tx() as conn:
+        conn.execute("DELETE FROM images WHERE id = %s", (image_id,))
+        n = conn.execute("SELECT count(*) FROM image_local_features").fetchone()[0]
+    assert n == 0
+
+
+def test_texture_pasted_into_a_screenshot_is_found_first_and_verified(
+    platform: Platform,
+) -> None:
+    p = platform
+    t, ids = _library(p)
+    rng = np.random.default_rng(7)
+    shot = encode(_screenshot(photo("grass.png"), rng), quality=85)
+    before = _search(p, t, shot, verify="false")
+    assert ids[before[0]["imageId"]] == "gravel.png"  # the embedding alone: the wrong texture
+    assert all(r["verified"] is False and r["region"] is None for r in before)
+    results = _search(p, t, shot)
+    top = results[0]
+    assert ids[top["imageId"]] == "grass.png"
+    assert top["verified"] is True and top["inliers"] >= 15
+    assert top["similarity"] >= 0.9
+    q = top["queryRegion"]  # where the photo sits inside the screenshot
+    assert q is not None and q["width"] * q["height"] < 0.7
+    # Everything else is unverified and ranks below.
+    assert all(not r["verified"] and r["similarity"] < top["similarity"] for r in results[1:])
+    # Existing fields are still there.
+    assert {"imageId", "similarity", "filename", "uploadedAt", "thumbnailUrl"} <= set(top)
+
+
+def test_a_30_percent_crop_is_found_with_its_region(platform: Platform) -> None:
+    p = platform
+    t, ids = _library(p)
+    img = photo("brick.png")
+    w, h = img.size
+    side = 0.3**0.5
+    crop = img.crop((int(w * 0.1), int(h * 0.4), int(w * (0.1 + side)), int(h * (0.4 + side))))
+    [top, *_] = _search(p, t, encode(crop))
+    assert ids[top["imageId"]] == "brick.png" and top["verified"] is True
+    region = top["region"]
+    assert region is not None
+    assert abs(region["x"] - 0.1) < 0.05 and abs(region["y"] - 0.4) < 0.05
+    assert 0.2 < region["width"] * region["height"] < 0.4
+
+
+def test_a_similar_shot_is_not_verified(platform: Platform) -> None:
+    p = platform
+    t, ids = _library(p)
+    results = _search(p, t, encode(photo("motorcycle_right.png")))
+    top = results[0]
+    assert ids[top["imageId"]] == "motorcycle_left.png"  # found: it is the most similar
+    assert top["verified"] is False  # but not a copy
+    # A true copy of the same photo is.
+    [copy, *_] = _search(p, t, encode(photo("motorcycle_left.png"), quality=40))
+    assert ids[copy["imageId"]] == "motorcycle_left.png" and copy["verified"] is True
+
+
+def test_verify_flag_is_validated_and_vector_search_is_unchanged(platform: Platform) -> None:
+    p = platform
+    t = p.signup()
+    r = p.client.post(
+        "/api/images/search",
+        headers=t["headers"],
+        files={"file": ("q.jpg", encode(photo("coffee.png")))},
+        data={"verify": "maybe"},
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_verify"
+    r = p.client.post("/api/images/search", headers=t["headers"], json={"vector": [0.1] * 1280})
+    assert r.status_code == 200 and r.json() == []

@@ -1,0 +1,81 @@
+"""Local features and geometric verification on real photos (no database)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from shared.local_features import (
+    LocalFeatures,
+    extract,
+    extract_query,
+    region_proposals,
+    verify,
+)
+from tests.photos import encode, photo
+from tests.quality.photoset import _screenshot, _texture
+
+
+def test_pack_roundtrip_is_compact() -> None:
+    f = extract(encode(photo("astronaut.png")))
+    blob = f.pack()
+    assert 400 <= len(f) <= 500 and len(blob) < 20_000
+    back = LocalFeatures.unpack(blob)
+    assert (back.width, back.height) == (f.width, f.height)
+    assert np.array_equal(back.descriptors, f.descriptors)
+    assert np.abs(back.points - f.points).max() <= 0.125
+
+
+def test_rotated_recompressed_copy_is_verified() -> None:
+    img = photo("coffee.png")
+    query = img.rotate(33, expand=True, fillcolor=(255, 255, 255))
+    v = verify(extract_query(encode(query, quality=30)), extract(encode(img)))
+    assert v.geometric and v.verified and v.inliers >= 50
+
+
+def test_unrelated_photos_and_tiny_images_do_not_match() -> None:
+    q = extract_query(encode(photo("gravel.png")))
+    for other in ("grass.png", "brick.png", "coins.png", "astronaut.png"):
+        v = verify(q, extract(encode(photo(other))))
+        assert not v.geometric and not v.verified, other
+    # A tiny, flat image used to "verify" against anything through a collapsing homography.
+    tiny = photo("camera.png").resize((25, 25)).resize((100, 100))
+    assert not verify(q, extract(encode(tiny))).geometric
+    assert not verify(extract_query(encode(tiny)), extract(encode(photo("gravel.png")))).geometric
+
+
+def test_a_second_shot_is_not_a_verified_copy() -> None:
+    left, right = photo("motorcycle_left.png"), photo("motorcycle_right.png")
+    v = verify(extract_query(encode(right)), extract(encode(left)))
+    assert not v.verified  # the same scene from another viewpoint: not a copy
+    assert verify(extract(encode(right)), extract(encode(left))).verified is False
+
+
+def test_crop_region_is_located_in_the_original() -> None:
+    img = photo("chelsea.png")
+    w, h = img.size
+    crop = img.crop((int(w * 0.4), int(h * 0.3), int(w * 0.95), int(h * 0.85)))  # 30% of it
+    v = verify(extract_query(encode(crop)), extract(encode(img)))
+    assert v.geometric and v.region is not None
+    assert abs(v.region.x - 0.4) < 0.05 and abs(v.region.y - 0.3) < 0.05
+    assert 0.2 < v.region.width * v.region.height < 0.4
+
+
+def test_screenshot_region_is_proposed_and_located() -> None:
+    rng = np.random.default_rng(3)
+    shot = _screenshot(photo("gravel.png"), rng)
+    crops = region_proposals(encode(shot))
+    assert crops, "the pasted photo should be proposed as a region"
+    v = verify(extract_query(encode(shot)), extract(encode(photo("gravel.png"))))
+    assert v.geometric and v.query_region is not None
+    assert v.query_region.width * v.query_region.height < 0.7
+    # An ordinary photo has no inner regions to propose.
+    assert region_proposals(encode(photo("astronaut.png"))) == []
+    assert region_proposals(encode(_texture(1))) == []
+
+
+def test_flat_image_has_no_features_and_never_matches() -> None:
+    flat = Image.new("RGB", (300, 200), (120, 130, 140))
+    f = extract(encode(flat))
+    assert len(f) == 0 and LocalFeatures.unpack(f.pack()).descriptors.shape == (0, 32)
+    assert not verify(extract_query(encode(photo("coffee.png"))), f).geometric
