@@ -186,7 +186,7 @@ class SearchService:
             t = st.lap("load_features", t)
             checks = verify_all(query, stored)
         t = st.lap("verify", t)
-        out = []
+        out: list[tuple[Result, float]] = []  # with the embedding's own similarity
         for image_id, r in found.items():
             v: Verification | None = checks.get(image_id)
             sim = round(final_similarity(r.similarity, v), 6)
@@ -195,21 +195,26 @@ class SearchService:
             ok = v is not None and v.verified
             geo = v is not None and v.geometric
             out.append(
-                Result(
-                    image_id=image_id,
-                    similarity=sim,
-                    filename=r.filename,
-                    uploaded_at=r.uploaded_at,
-                    thumbnail_url=r.thumbnail_url,
-                    verified=ok,
-                    inliers=v.inliers if v is not None else 0,
-                    region=v.region if geo and v is not None else None,
-                    query_region=v.query_region if geo and v is not None else None,
+                (
+                    Result(
+                        image_id=image_id,
+                        similarity=sim,
+                        filename=r.filename,
+                        uploaded_at=r.uploaded_at,
+                        thumbnail_url=r.thumbnail_url,
+                        verified=ok,
+                        inliers=v.inliers if v is not None else 0,
+                        region=v.region if geo and v is not None else None,
+                        query_region=v.query_region if geo and v is not None else None,
+                    ),
+                    r.similarity,
                 )
             )
-        out.sort(key=lambda r: (-r.similarity, str(r.image_id)))
+        # Several verified copies can share the top score (inliers saturate): the embedding's
+        # similarity breaks the tie, so the query's own image comes before its edits.
+        out.sort(key=lambda x: (-x[0].similarity, -x[1], -x[0].inliers, str(x[0].image_id)))
         st.lap("rank", t)
-        return out[:limit], answered
+        return [res for res, _ in out[:limit]], answered
 
     @metrics.timed_search("vector")
     def by_vector(
