@@ -62,7 +62,9 @@ class DeepLensFunction:
         from shared.bootstrap import Container
 
         settings = Settings.from_env(cfg)
-        setup_logging(self.target or "deeplens", settings.log_format)
+        setup_logging(
+            self.target or os.environ.get("DEEPLENS_PROCESS") or "deeplens", settings.log_format
+        )
         setup_telemetry(f"deeplens-{self.target or 'all'}", traces_file=settings.traces_file)
         self.modules = [importlib.import_module(FUNCTIONS[n]) for n in self.names]
         container = Container(settings, **self.overrides)

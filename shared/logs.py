@@ -119,11 +119,16 @@ def _is_console(h: logging.Handler) -> bool:
     )
 
 
+def json_logs(fmt: str = "auto") -> bool:
+    """Whether log lines are JSON: asked for, or automatic and stderr is not a terminal."""
+    return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+
 def setup_logging(function: str, fmt: str = "auto", *, level: int | None = None) -> None:
     """Format every console handler of the root logger (func-python's basicConfig one
     included) as JSON or text; add one on stderr when there is none. Idempotent."""
     _service["name"] = function
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    use_json = json_logs(fmt)
     formatter: logging.Formatter = JsonFormatter() if use_json else TextFormatter()
     root = logging.getLogger()
     consoles = [h for h in root.handlers if _is_console(h)]

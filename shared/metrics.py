@@ -271,8 +271,9 @@ def timed_search(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
             SEARCH_DURATION.labels(kind).observe(time.perf_counter() - t0)
-            if kind == "vector" and isinstance(out, list):
-                SEARCH_RESULTS.observe(len(out))
+            results = out[0] if isinstance(out, tuple) else out  # (results, which space)
+            if isinstance(results, list):
+                SEARCH_RESULTS.observe(len(results))
             return out
 
         return wrapper

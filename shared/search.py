@@ -94,7 +94,6 @@ class SearchService:
         # A model without a calibration reports raw cosine (and says so: Answered).
         self.spec = spec_for(settings.features)
 
-    @metrics.timed_search("image")
     def by_image(
         self,
         principal: Principal,
@@ -116,6 +115,7 @@ class SearchService:
             stages=stages,
         )[0]
 
+    @metrics.timed_search("image")
     def by_image_answered(
         self,
         principal: Principal,
@@ -216,7 +216,6 @@ class SearchService:
         st.lap("rank", t)
         return [res for res, _ in out[:limit]], answered
 
-    @metrics.timed_search("vector")
     def by_vector(
         self,
         principal: Principal,
@@ -230,6 +229,7 @@ class SearchService:
             principal, vector, limit=limit, threshold=threshold, exclude=exclude
         )[0]
 
+    @metrics.timed_search("vector")
     def by_vector_answered(
         self,
         principal: Principal,

@@ -43,15 +43,22 @@ def new() -> Any:
 def main() -> None:
     from func_python.http import serve
 
-    logging.basicConfig(
+    from shared.logs import setup_logging
+
+    # JSON lines off a terminal, text on one (shared/logs.py), from the first line on.
+    setup_logging(
+        os.environ.get("DEEPLENS_PROCESS", "fn"),
+        os.environ.get("DEEPLENS_LOG_FORMAT", "auto"),
         level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s [{os.environ.get('DEEPLENS_PROCESS', 'fn')}]"
-        " %(name)s: %(message)s",
-        force=True,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
-    logging.getLogger("hypercorn.error").propagate = False  # it has its own handler
+    # func-python builds hypercorn's Config itself; hypercorn writes its own lines through a
+    # handler of its own unless errorlog is a Logger, which it then uses as it is: ours, so
+    # its lines come out in the platform's format too.
+    import hypercorn.config
+
+    hypercorn.config.Config.errorlog = logging.getLogger("hypercorn.error")
     serve(new)
 
 

@@ -476,9 +476,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--fd", type=int, default=None, help="an inherited listening socket")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s [ingress] %(message)s"
-    )
+    from shared.logs import setup_logging
+
+    setup_logging("ingress", os.environ.get("DEEPLENS_LOG_FORMAT", "auto"), level=logging.INFO)
     backends = json.loads(os.environ["DEEPLENS_INGRESS_BACKENDS"])
     asyncio.run(serve(args.host, args.port, backends, fd=args.fd))
 

@@ -36,10 +36,9 @@ def spawn(env: Mapping[str, str]) -> subprocess.Popen[bytes]:
 def main() -> None:
     from shared.config import Settings
     from shared.features.embedder import build_embedder
+    from shared.logs import setup_logging
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s [prepare] %(message)s"
-    )
+    setup_logging("prepare", os.environ.get("DEEPLENS_LOG_FORMAT", "auto"), level=logging.INFO)
     settings = Settings.from_env(os.environ)
     if settings.features.extract_url:
         return

@@ -264,7 +264,12 @@ class Supervisor:
             f"  {'supervisor':<16} {os.getpid():>7}  {'-':<16}"
             " PostgreSQL broker (CloudEvents over HTTP), sweeper tick"
         )
-        print("\n".join(lines), flush=True)  # noqa: T201 - what the user sees at start
+        from shared.logs import json_logs
+
+        if json_logs(os.environ.get("DEEPLENS_LOG_FORMAT", "auto")):
+            log.info("%s", "\n".join(lines))  # one JSON line, like everything else
+        else:
+            print("\n".join(lines), flush=True)  # noqa: T201 - what the user sees at start
         self._write_state(data_dir)
 
     def _write_state(self, data_dir: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -44,6 +45,9 @@ def run(images: int, batch: int, clients: int, admin_url: str) -> dict:  # type:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     port = free_port()
+    # Called as another platform function calls it (search by image): with the shared secret.
+    token = secrets.token_urlsafe(16)
+    auth = {"Authorization": f"Bearer {token}"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPLENS_")}
     env.update(
         {
@@ -52,6 +56,7 @@ def run(images: int, batch: int, clients: int, admin_url: str) -> dict:  # type:
             "DEEPLENS_ENV": "test",
             "DEEPLENS_DATA_DIR": str(data_dir),
             "DEEPLENS_DATABASE_URL": admin_url.rsplit("/", 1)[0] + "/" + db,
+            "DEEPLENS_EVENTS_TOKEN": token,
         }
     )
     log = data_dir / "extract.log"
@@ -83,9 +88,11 @@ def run(images: int, batch: int, clients: int, admin_url: str) -> dict:  # type:
             assert r.status_code == 200, r.text[:300]
             return int(r.json()["count"])
 
-        with httpx.Client(base_url=url, timeout=300) as warm:
+        with httpx.Client(base_url=url, timeout=300, headers=auth) as warm:
             post(warm, blobs[: min(8, images)])
-        http_clients = [httpx.Client(base_url=url, timeout=300) for _ in range(clients)]
+        http_clients = [
+            httpx.Client(base_url=url, timeout=300, headers=auth) for _ in range(clients)
+        ]
         t0 = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
             done = sum(
