@@ -11,12 +11,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from shared.errors import DeepLensError, InvalidInput
-from shared.http import Message, Receive, Scope, Send, error_body
+from shared.http import Message, Receive, Scope, Send, send_error
 from shared.validation import has_control
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -137,21 +136,3 @@ class InputGuard:
             await self.app(scope, timed, send)
         except RequestTimeout as exc:
             await send_error(send, exc)
-
-
-async def send_error(send: Send, exc: DeepLensError) -> None:
-    body = json.dumps(error_body(exc.code, exc.message)).encode()
-    try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": exc.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-    except Exception:  # noqa: BLE001 - a response already started: nothing more to say
-        return

@@ -25,7 +25,6 @@ the application reads the request body.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import threading
 import time
@@ -49,7 +48,7 @@ from shared.errors import (
     TransientError,
     Unauthorized,
 )
-from shared.http import PRINCIPAL_KEY, Message, Receive, Scope, Send, error_body
+from shared.http import PRINCIPAL_KEY, Message, Receive, Scope, Send, send_error
 from shared.models import ApiKeyRow
 from shared.usage import seconds_to_utc_midnight
 
@@ -408,17 +407,6 @@ def _over(limit: int) -> QuotaExceeded:
         code="quota_api_calls",
         headers={"Retry-After": str(seconds_to_utc_midnight())},
     )
-
-
-async def send_error(send: Send, exc: DeepLensError) -> None:
-    body = json.dumps(error_body(exc.code, exc.message)).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def credentials(headers: dict[str, str]) -> tuple[str | None, str | None]:

@@ -116,7 +116,7 @@ class BodyLimit:
         limit = self.upload_limit + 65536 if ctype.startswith("multipart/") else self.json_limit
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await _send_error(send, PayloadTooLarge(f"request body over {limit} bytes"))
+            await send_error(send, PayloadTooLarge(f"request body over {limit} bytes"))
             return
         seen = 0
         over = answered = False
@@ -139,35 +139,35 @@ class BodyLimit:
                 await send(message)
             elif not answered and message["type"] == "http.response.start":
                 answered = True
-                await _send_error(send, _TooLarge(f"request body over {limit} bytes"))
+                await send_error(send, _TooLarge(f"request body over {limit} bytes"))
 
         try:
             await self.app(scope, limited, guarded)
         except _TooLarge as exc:
             if not answered:
                 answered = True
-                await _send_error(send, exc)
+                await send_error(send, exc)
 
 
 class _TooLarge(PayloadTooLarge):
     pass
 
 
-async def _send_error(send: Send, exc: DeepLensError) -> None:
+async def send_error(send: Send, exc: DeepLensError) -> None:
+    """Answer with the platform's error body from ASGI middleware (before any route runs)."""
     import json
 
     body = json.dumps(error_body(exc.code, exc.message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+    try:
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except Exception:  # noqa: BLE001 - a response already started: nothing more to say
+        return
 
 
 def container(request: Request) -> Container:
