@@ -176,13 +176,14 @@ class SearchService:
                     r.image_id not in found or r.similarity > found[r.image_id].similarity
                 ):
                     found[r.image_id] = r
-        if len(found) > MAX_VERIFY:  # collages: bound the verification work per query
-            keep = sorted(found.values(), key=lambda r: -r.similarity)[:MAX_VERIFY]
-            found = {r.image_id: r for r in keep}
+        # Bound the verification work per query (collages, large limits): the most similar
+        # candidates are verified; the others stay in the answer, ranked unverified.
+        ranked = sorted(found.values(), key=lambda r: -r.similarity)[:MAX_VERIFY]
+        to_verify = {r.image_id: r for r in ranked}
         t = st.lap("candidates", t)
         with span("search.verify", tenant_id=tenant_id):
             with self.db.tenant_tx(tenant_id) as conn:
-                stored = load(conn, tenant_id, found)
+                stored = load(conn, tenant_id, to_verify)
             t = st.lap("load_features", t)
             checks = verify_all(query, stored)
         t = st.lap("verify", t)

@@ -145,3 +145,16 @@ def test_verify_flag_is_validated_and_vector_search_is_unchanged(platform: Platf
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_verify"
     r = p.client.post("/api/images/search", headers=t["headers"], json={"vector": [0.1] * 1280})
     assert r.status_code == 200 and r.json() == []
+
+
+def test_verification_bounds_the_work_not_the_answer(platform: Platform) -> None:
+    """Only the most similar candidates are verified, but a large limit still answers with
+    every image above the threshold (18 images here, more than are verified)."""
+    from shared.search import MAX_VERIFY
+
+    p = platform
+    t, ids = _library(p)
+    assert len(ids) > MAX_VERIFY
+    results = _search(p, t, encode(photo("coffee.png")), limit="100", threshold="-1")
+    assert {r["imageId"] for r in results} == set(ids)
+    assert ids[results[0]["imageId"]] == "coffee.png" and results[0]["verified"]
