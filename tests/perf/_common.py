@@ -6,6 +6,7 @@ Benchmarks are not tests: they print figures and write JSON (``tests/perf/result
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -87,3 +88,14 @@ def photo_jpegs(n: int, *, size: tuple[int, int] = (1280, 800), seed: int = 0) -
         img.save(buf, "JPEG", quality=90)
         out.append(buf.getvalue())
     return out
+
+
+def add_admin_url(parser: argparse.ArgumentParser) -> None:
+    """``--admin-url``: the PostgreSQL the benchmark makes its throw-away databases on (the
+    tests' own, DEEPLENS_TEST_ADMIN_URL)."""
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )

@@ -19,7 +19,7 @@ from tempfile import mkdtemp
 import psycopg
 
 from functions import FUNCTIONS
-from tests.perf._common import percentile, report
+from tests.perf._common import add_admin_url, percentile, report
 
 PROBE = r"""
 import json, os, sys, time
@@ -112,12 +112,7 @@ def _probe(env: dict[str, str], target: str, root: Path) -> dict:  # type: ignor
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_admin_url(p)
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     run(1 if a.smoke else a.repeat, a.admin_url)

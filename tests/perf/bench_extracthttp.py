@@ -27,7 +27,7 @@ import psycopg
 from shared.features.onnx_backend import OnnxExtractor
 from shared.features.registry import model_spec
 from tests.e2e.conftest import ROOT, free_port
-from tests.perf._common import photo_jpegs, report
+from tests.perf._common import add_admin_url, photo_jpegs, report
 
 
 def run(images: int, batch: int, clients: int, admin_url: str) -> dict:  # type: ignore[type-arg]
@@ -128,12 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--clients", type=int, default=2)
-    p.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_admin_url(p)
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     if a.smoke:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +21,7 @@ import httpx
 import psycopg
 
 from tests.e2e.conftest import signup, start_platform, wait_all
-from tests.perf._common import percentile, photo_jpegs, report
+from tests.perf._common import add_admin_url, percentile, photo_jpegs, report
 
 
 def _hammer(url: str, path: str, headers: dict[str, str], seconds: float, q: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -144,12 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--searches", type=int, default=300)
-    p.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_admin_url(p)
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     if a.smoke:

@@ -14,7 +14,6 @@ features (geometric verification's index-time cost), and prints the ratio.
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 import uuid
@@ -28,7 +27,7 @@ from shared.client_cli import cmd_ingest
 from shared.features.onnx_backend import OnnxExtractor
 from shared.features.registry import model_spec
 from tests.e2e.conftest import signup, start_platform
-from tests.perf._common import percentile, photo_jpegs, report
+from tests.perf._common import add_admin_url, percentile, photo_jpegs, report
 
 
 def probe(
@@ -181,12 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=int, default=1000)
     p.add_argument("--singles", type=int, default=20)
     p.add_argument("--concurrency", type=int, default=8, help="upload clients")
-    p.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_admin_url(p)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--compare-local-features", action="store_true")
     a = p.parse_args(argv)

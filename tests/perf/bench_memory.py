@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import threading
 import time
 import uuid
@@ -27,7 +26,7 @@ import psycopg
 from PIL import Image
 
 from tests.e2e.conftest import signup, start_platform, wait_all
-from tests.perf._common import report
+from tests.perf._common import add_admin_url, report
 
 SIDE = 7071  # 49,999,041 pixels: just under the 50 MP limit
 MB = 1024 * 1024
@@ -119,12 +118,7 @@ def burst(admin_url: str, uploads: int, blob: bytes, env: dict[str, str]) -> dic
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--uploads", type=int, default=8)
-    p.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_admin_url(p)
     a = p.parse_args(argv)
     blob = zero_png()
     print(f"{a.uploads} concurrent uploads of a {SIDE}x{SIDE} zero PNG ({len(blob) // 1024} KB)")

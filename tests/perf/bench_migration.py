@@ -23,7 +23,7 @@ import psycopg
 
 from shared.client_cli import cmd_ingest
 from tests.e2e.conftest import ROOT, Running, signup, start_platform
-from tests.perf._common import percentile, photo_jpegs, report
+from tests.perf._common import add_admin_url, percentile, photo_jpegs, report
 
 TARGET = "efficientnet-lite0:gem:320"
 ADMIN = ("bench@deeplens.test", "bench-password-1")
@@ -132,12 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=int, default=300)
     p.add_argument("--singles", type=int, default=15)
     p.add_argument("--batch", type=int, default=4, help="re-embeddings in flight")
-    p.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_admin_url(p)
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     run(8 if a.smoke else a.images, 2 if a.smoke else a.singles, a.admin_url, a.batch)

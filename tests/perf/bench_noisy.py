@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ import httpx
 import psycopg
 
 from tests.e2e.conftest import signup, start_platform, wait_all
-from tests.perf._common import percentile, photo_jpegs, report
+from tests.perf._common import add_admin_url, percentile, photo_jpegs, report
 
 
 def _noisy(url: str, headers: dict[str, str], seconds: float, rate: float, q: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -149,12 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--noisy-rate", type=float, default=0, help="req/s per noisy client (0: as fast as it can)"
     )
-    p.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_admin_url(p)
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     if a.smoke:

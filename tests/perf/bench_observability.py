@@ -10,7 +10,6 @@ on, …) so drift on a shared machine hits both alike. Target: on ≥ 0.95 × of
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 import psycopg
 
 from tests.e2e.conftest import Running, signup, start_platform, wait_all
-from tests.perf._common import photo_jpegs, report
+from tests.perf._common import add_admin_url, photo_jpegs, report
 from tests.perf.bench_http import throughput
 
 
@@ -112,12 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=8)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--clients", type=int, default=4)
-    p.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_admin_url(p)
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     if a.smoke:

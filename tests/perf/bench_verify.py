@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +26,7 @@ import psycopg
 
 from shared.auth.principal import Principal
 from shared.search import Stages
-from tests.perf._common import percentile, report
+from tests.perf._common import add_admin_url, percentile, report
 from tests.quality.photoset import edit_family, jpeg, originals
 
 
@@ -162,12 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=64)
-    ap.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_admin_url(ap)
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args(argv)
     if a.smoke:
