@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth.principal import Principal
+from shared.bootstrap import Container
 from shared.errors import DeepLensError, PayloadTooLarge, Unauthorized
-
-if TYPE_CHECKING:
-    from shared.bootstrap import Container
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -221,6 +219,11 @@ def _authenticate(request: Request) -> Principal:
             gate.flush_tenant(principal.tenant_id)  # usage reads see this process's calls
     request.scope[PRINCIPAL_KEY] = principal
     return principal
+
+
+# Declared once for every handler module: the caller (authenticated) and the services.
+Auth = Annotated[Principal, Depends(authenticated)]
+Services = Annotated[Container, Depends(container)]
 
 
 def client_ip(request: Request) -> str | None:

@@ -10,32 +10,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from shared.store.tenants import TenantRow
+
+__all__ = ["ApiModel", "ApiKeyRow", "TenantRow", "UserRow"]
+
 
 class ApiModel(BaseModel):
     """JSON bodies in and out are camelCase, as in the seed's endpoint tables."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-@dataclass
-class TenantRow:
-    id: uuid.UUID
-    name: str
-    slug: str
-    description: str | None
-    domain: str | None
-    status: str
-    tier: str
-    minio_bucket_name: str
-    qdrant_collection_name: str
-    max_storage_bytes: int
-    max_users: int
-    max_api_calls_per_day: int
-    settings: dict[str, Any]
-    created_by: uuid.UUID | None
-    created_at: datetime
-    updated_at: datetime
-    deleted_at: datetime | None
 
 
 @dataclass
