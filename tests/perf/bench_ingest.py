@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from shared.client_cli import cmd_ingest
+from shared.cli.client import cmd_ingest
 from shared.features.onnx_backend import OnnxExtractor
 from shared.features.registry import model_spec
 from tests.e2e.conftest import signup, start_platform

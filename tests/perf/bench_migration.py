@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from shared.client_cli import cmd_ingest
+from shared.cli.client import cmd_ingest
 from tests.e2e.conftest import ROOT, Running, signup, start_platform
 from tests.perf._common import add_admin_url, percentile, photo_jpegs, report
 
