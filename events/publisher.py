@@ -95,9 +95,7 @@ class HttpPublisher:
 
 def build_publisher(settings: Settings, db: Database) -> Publisher:
     if settings.broker == "http":
-        import os
-
-        url = settings.broker_url or os.environ.get("K_SINK")
+        url = settings.broker_url or settings.k_sink
         if not url:
             raise RuntimeError("DEEPLENS_BROKER=http needs DEEPLENS_BROKER_URL or K_SINK")
         return HttpPublisher(url)

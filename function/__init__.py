@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -25,6 +25,10 @@ from shared.http import BodyLimit, Receive, Scope, Send, install_error_handlers
 from shared.logs import setup_logging
 from shared.observe import observe
 from shared.telemetry import setup_telemetry
+
+if TYPE_CHECKING:
+    from events.broker import LocalBroker
+    from shared.bootstrap import Container
 
 log = logging.getLogger("deeplens")
 
@@ -38,7 +42,9 @@ class DeepLensFunction:
     def __init__(
         self, target: str | None = None, *, only: list[str] | None = None, **overrides: Any
     ):
-        self.target = target if target is not None else os.environ.get("FUNCTION_TARGET") or None
+        if target is None:  # func-python's new() takes no arguments: the platform's variable
+            target = Settings.from_env(os.environ).function_target
+        self.target = target or None
         if self.target and "," in self.target:  # a group of functions in one process
             only, self.target = [n.strip() for n in self.target.split(",") if n.strip()], None
         for name in [self.target] if self.target else (only or []):
@@ -46,9 +52,9 @@ class DeepLensFunction:
                 raise ValueError(f"unknown FUNCTION_TARGET {name!r}; one of {sorted(FUNCTIONS)}")
         self.only = only
         self.overrides = overrides
-        self.container: Any = None
+        self.container: Container | None = None
         self.app: FastAPI | None = None
-        self.broker: Any = None
+        self.broker: LocalBroker | None = None
         self.modules: list[ModuleType] = []
 
     @property
@@ -62,9 +68,7 @@ class DeepLensFunction:
         from shared.bootstrap import Container
 
         settings = Settings.from_env(cfg)
-        setup_logging(
-            self.target or os.environ.get("DEEPLENS_PROCESS") or "deeplens", settings.log_format
-        )
+        setup_logging(self.target or settings.process or "deeplens", settings.log_format)
         setup_telemetry(f"deeplens-{self.target or 'all'}", traces_file=settings.traces_file)
         self.modules = [importlib.import_module(FUNCTIONS[n]) for n in self.names]
         container = Container(settings, **self.overrides)
@@ -103,14 +107,11 @@ class DeepLensFunction:
             settings,
             container.db,
         )
-        if (
-            settings.broker == "local"
-            and self.target is None
-            and cfg.get("DEEPLENS_BROKER_AUTOSTART", "1") != "0"
-        ):
+        if settings.broker == "local" and self.target is None and settings.broker_autostart:
             from events.broker import LocalBroker
+            from events.publisher import LocalPublisher
 
-            self.broker = LocalBroker(
+            broker = self.broker = LocalBroker(
                 container.db,
                 self.handle,
                 settings,
@@ -118,9 +119,9 @@ class DeepLensFunction:
                 sweep_every=settings.sweeper_interval_seconds,
             )
             publisher = container.publisher
-            if hasattr(publisher, "wakeup"):
-                self.broker.wakeup = publisher.wakeup  # an upload wakes the broker at once
-            self.broker.start(reclaim=True)
+            if isinstance(publisher, LocalPublisher):
+                broker.wakeup = publisher.wakeup  # an upload wakes the broker at once
+            broker.start(reclaim=True)
         log.info("started %s", ", ".join(self.names))
 
     def stop(self) -> None:

@@ -6,6 +6,7 @@ Outside development, placeholder secrets are refused so a deployment cannot run 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -104,7 +105,10 @@ class Settings(BaseSettings):
     signups_per_address_per_hour: int = 20
     public_url: str = ""  # prefix for URLs handed to clients (thumbnailUrl); empty = relative
     broker: Literal["local", "http"] = "local"
-    broker_url: str | None = None  # K_SINK / broker ingress in production
+    broker_url: str | None = None  # the broker's ingress in production (else K_SINK below)
+    # The in-process broker of single-process mode starts with the function (off: tests,
+    # benchmarks and ``deeplens up``'s function processes, whose supervisor delivers).
+    broker_autostart: bool = True
     broker_max_attempts: int = 5
     broker_backoff_seconds: float = 0.5
     broker_lease_seconds: float = 60.0
@@ -139,6 +143,17 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     log_format: Literal["auto", "json", "text"] = "auto"
     traces_file: Path | None = None
+    # Set by the platform, not by an operator (no DEEPLENS_ prefix): the function(s) this
+    # process serves (func-python; comma-separated for a group under ``deeplens up``) and the
+    # sink Knative's SinkBinding injects (where events are published when broker_url is unset).
+    function_target: str | None = Field(default=None, validation_alias="FUNCTION_TARGET")
+    k_sink: str | None = Field(default=None, validation_alias="K_SINK")
+    # Set by ``deeplens up``'s supervisor for its children: the process's name in log lines,
+    # replica counts ("extract=4,process-image=2", shared/local/layout.py) and, for the
+    # ingress, the JSON map of function -> backend addresses.
+    process: str | None = None
+    scale: str = ""
+    ingress_backends: str = "{}"
     jwt: JwtSettings = Field(default_factory=JwtSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
@@ -188,7 +203,12 @@ class Settings(BaseSettings):
         if env is None:
             return cls()
         values = _nested_from_env(env)
+        values.update({k: env[k] for k in PLATFORM_VARIABLES if k in env})
         return cls.model_validate(values)
+
+
+# Variables without the DEEPLENS_ prefix that Settings reads (set by Knative / func-python).
+PLATFORM_VARIABLES = ("FUNCTION_TARGET", "K_SINK")
 
 
 def _nested_from_env(env: Mapping[str, str]) -> dict[str, object]:
@@ -206,3 +226,19 @@ def _nested_from_env(env: Mapping[str, str]) -> dict[str, object]:
         else:
             node[parts[-1]] = value
     return out
+
+
+# --- variables other libraries own ------------------------------------------------------
+# prometheus_client and the OpenTelemetry SDK read these themselves; DeepLens only needs to
+# know whether they are set, and reads them here so every environment read is in this module.
+def metrics_multiprocess_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR: metrics in multiprocess mode (shared/metrics.py)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def otlp_configured() -> bool:
+    """An OTLP endpoint for traces is configured (the SDK's exporter reads it)."""
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )

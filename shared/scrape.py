@@ -6,7 +6,6 @@ PostgreSQL at scrape time, and the connection pools' use (the instruments: share
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
@@ -17,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
+from shared.config import metrics_multiprocess_dir
 from shared.metrics import POOL, POOL_WAITING, trigger_names
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class StateCollector(Collector):
 
 # --- the scrape --------------------------------------------------------------------------
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return metrics_multiprocess_dir()
 
 
 def registry(db: Database | None = None) -> CollectorRegistry:

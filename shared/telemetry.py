@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
+from shared.config import otlp_configured
 from shared.logs import bound
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,7 @@ def setup_telemetry(
     global _provider
     if _provider is None:
         _provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-        ):
+        if otlp_configured():
             try:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
                     OTLPSpanExporter,

@@ -43,14 +43,12 @@ def new() -> Any:
 def main() -> None:
     from func_python.http import serve
 
+    from shared.config import Settings
     from shared.logs import setup_logging
 
     # JSON lines off a terminal, text on one (shared/logs.py), from the first line on.
-    setup_logging(
-        os.environ.get("DEEPLENS_PROCESS", "fn"),
-        os.environ.get("DEEPLENS_LOG_FORMAT", "auto"),
-        level=logging.INFO,
-    )
+    settings = Settings.from_env(os.environ)
+    setup_logging(settings.process or "fn", settings.log_format, level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
     # func-python builds hypercorn's Config itself; hypercorn writes its own lines through a

@@ -23,156 +23,29 @@ import json
 import logging
 import os
 import socket
-import time
-from collections import defaultdict
-from typing import Any
 
-from functions.routes import ROUTES, route
+from functions.routes import route
+from shared.local.answers import SelfAnswers
+from shared.local.wire import (
+    CHUNK,
+    HOP,
+    MAX_HEAD,
+    Backend,
+    BadRequest,
+    copy_chunked,
+    copy_exact,
+    error_json,
+    framing,
+    parse_head,
+    simple_response,
+)
 
 log = logging.getLogger("deeplens.ingress")
 
-HOP = {
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"proxy-authorization",
-    b"te",
-    b"trailer",
-    b"upgrade",
-    b"expect",
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-    b"forwarded",
-}
-MAX_HEAD = 64 * 1024
-IDLE_BACKEND = 3.0  # hypercorn closes idle keep-alive connections after 5 s
-CHUNK = 256 * 1024
 
-
-class BadRequest(Exception):
-    pass
-
-
-class Backend:
-    """A keep-alive connection pool to one function process."""
-
-    def __init__(self, address: str):
-        host, _, port = address.rpartition(":")
-        self.host, self.port = host, int(port)
-        self.idle: list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self.inflight = 0
-
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
-        now = time.monotonic()
-        while self.idle:
-            t, reader, writer = self.idle.pop()
-            if now - t < IDLE_BACKEND and not reader.at_eof() and not writer.is_closing():
-                return reader, writer, True
-            writer.close()
-        reader, writer = await asyncio.open_connection(self.host, self.port, limit=MAX_HEAD)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return reader, writer, False
-
-    def release(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self.idle) < 64:
-            self.idle.append((time.monotonic(), reader, writer))
-        else:
-            writer.close()
-
-
-def parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    lines = head[:-4].split(b"\r\n")
-    headers = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            raise BadRequest("malformed header")
-        headers.append((name.lower(), value.strip()))
-    return lines[0], headers
-
-
-def framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
-    """(content length, chunked) of a message; a message with both is refused."""
-    length: int | None = None
-    chunked = False
-    for name, value in headers:
-        if name == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
-                raise BadRequest("bad content-length")
-            length = int(value)
-        elif name == b"transfer-encoding":
-            if value.lower() != b"chunked":
-                raise BadRequest("unsupported transfer-encoding")
-            chunked = True
-    if chunked and length is not None:
-        raise BadRequest("content-length with chunked")
-    return length, chunked
-
-
-async def copy_exact(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-    while n > 0:
-        data = await reader.read(min(n, CHUNK))
-        if not data:
-            raise ConnectionError("peer closed mid-body")
-        writer.write(data)
-        n -= len(data)
-        await writer.drain()
-
-
-async def copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Forward a chunked body as is (framing included), up to and including the trailer."""
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        writer.write(line)
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError as exc:
-            raise BadRequest("bad chunk size") from exc
-        if size == 0:
-            while True:  # trailer lines, then the empty line
-                trailer = await reader.readuntil(b"\r\n")
-                writer.write(trailer)
-                if trailer == b"\r\n":
-                    await writer.drain()
-                    return
-        await copy_exact(reader, writer, size + 2)
-
-
-def simple_response(
-    status: int, body: bytes, ctype: bytes = b"application/json", *, close: bool = False
-) -> bytes:
-    reason = {
-        200: b"OK",
-        400: b"Bad Request",
-        404: b"Not Found",
-        502: b"Bad Gateway",
-        503: b"Service Unavailable",
-    }.get(status, b"Error")
-    head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
-        status,
-        reason,
-        ctype,
-        len(body),
-    )
-    if close:
-        head += b"connection: close\r\n"
-    return head + b"\r\n" + body
-
-
-def error_json(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
-
-
-class Ingress:
-    def __init__(self, backends: dict[str, list[str]]):
-        self.backends = {fn: [Backend(a) for a in addrs] for fn, addrs in backends.items()}
-        self._ready_at = 0.0
-        self._ready = False
-        self._openapi: bytes | None = None
+class Ingress(SelfAnswers):
+    """The proxy: one request at a time per client connection, forwarded to the least busy
+    replica of the routed function (the answers it gives itself: shared/local/answers.py)."""
 
     def pick(self, fn: str) -> Backend:
         pool = self.backends[fn]
@@ -358,94 +231,6 @@ class Ingress:
             b_writer.close()
         return keep
 
-    # --- what the ingress answers itself -----------------------------------------------------
-    async def local(self, method: str, path: str) -> tuple[int, bytes, bytes] | None:
-        if path == "/health/liveness":
-            return 200, b"alive", b"text/plain"
-        if path == "/health/readiness":
-            ok = await self.ready()
-            return (200, b"ready", b"text/plain") if ok else (503, b"starting", b"text/plain")
-        if path == "/openapi.json" and method in ("GET", "HEAD"):
-            return 200, await self.openapi(), b"application/json"
-        if path == "/docs" and method in ("GET", "HEAD"):
-            from fastapi.openapi.docs import get_swagger_ui_html
-
-            html = get_swagger_ui_html(openapi_url="/openapi.json", title="DeepLens API")
-            return 200, bytes(html.body), b"text/html; charset=utf-8"
-        return None
-
-    def public_functions(self) -> list[str]:
-        return sorted({fn for _, _, _, fn in ROUTES if fn in self.backends})
-
-    async def _get(self, backend: Backend, path: str) -> tuple[int, bytes]:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(backend.host, backend.port), 2
-        )
-        try:
-            writer.write(
-                f"GET {path} HTTP/1.1\r\nhost: ingress\r\nconnection: close\r\n\r\n".encode()
-            )
-            data = await asyncio.wait_for(reader.read(-1), 5)
-        finally:
-            writer.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split(b" ", 2)[1]), body
-
-    async def ready(self) -> bool:
-        """Ready when one replica of every function is, the pipeline's included (cached for a
-        second): a platform that answers but cannot index is not ready."""
-        if time.monotonic() - self._ready_at < 1.0:
-            return self._ready
-        ok = True
-        checked: set[int] = set()
-        for fn in sorted(self.backends):
-            if self.backends[fn][0].port in checked:
-                continue
-            checked.add(self.backends[fn][0].port)
-            try:
-                status, _ = await self._get(self.backends[fn][0], "/health/readiness")
-            except (TimeoutError, OSError, ValueError, IndexError):
-                status = 0
-            if status != 200:
-                ok = False
-                break
-        self._ready, self._ready_at = ok, time.monotonic()
-        return ok
-
-    async def openapi(self) -> bytes:
-        """One document for the public API, merged from the public functions' own."""
-        if self._openapi is not None:
-            return self._openapi
-        doc: dict[str, Any] = {
-            "openapi": "3.1.0",
-            "info": {"title": "DeepLens API", "version": "0.1.0"},
-            "paths": {},
-            "components": {"schemas": {}},
-        }
-        seen: dict[int, Any] = defaultdict(int)
-        complete = True
-        for fn in self.public_functions():
-            backend = self.backends[fn][0]
-            if seen[backend.port]:
-                continue
-            seen[backend.port] = 1
-            try:
-                status, body = await self._get(backend, "/openapi.json")
-                part = json.loads(body) if status == 200 else None
-            except (TimeoutError, OSError, ValueError):
-                part = None
-            if part is None:
-                complete = False
-                continue
-            for path, ops in part.get("paths", {}).items():
-                if not path.startswith("/events/"):
-                    doc["paths"][path] = ops
-            doc["components"]["schemas"].update(part.get("components", {}).get("schemas", {}))
-        text = json.dumps(doc).encode()
-        if complete:
-            self._openapi = text
-        return text
-
 
 async def serve(host: str, port: int, backends: dict[str, list[str]], *, fd: int | None) -> None:
     ingress = Ingress(backends)
@@ -476,10 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--fd", type=int, default=None, help="an inherited listening socket")
     args = parser.parse_args(argv)
+    from shared.config import Settings
     from shared.logs import setup_logging
 
-    setup_logging("ingress", os.environ.get("DEEPLENS_LOG_FORMAT", "auto"), level=logging.INFO)
-    backends = json.loads(os.environ["DEEPLENS_INGRESS_BACKENDS"])
+    settings = Settings.from_env(os.environ)
+    setup_logging("ingress", settings.log_format, level=logging.INFO)
+    backends = json.loads(settings.ingress_backends)
     asyncio.run(serve(args.host, args.port, backends, fd=args.fd))
 
 

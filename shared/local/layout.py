@@ -46,7 +46,9 @@ def cores() -> int:
 
 
 def layout(env: Mapping[str, str] | None = None) -> list[Group]:
-    env = os.environ if env is None else env
+    from shared.config import Settings
+
+    scale = _parse_scale(Settings.from_env(os.environ if env is None else env).scale)
     n = cores()
     groups = [
         Group(
@@ -68,7 +70,6 @@ def layout(env: Mapping[str, str] | None = None) -> list[Group]:
             env={"DEEPLENS_FEATURES__THREADS": "1"},
         ),
     ]
-    scale = _parse_scale(env.get("DEEPLENS_SCALE", ""))
     out = []
     for g in groups:
         if g.name in scale:

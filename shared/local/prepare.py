@@ -38,8 +38,8 @@ def main() -> None:
     from shared.features.embedder import build_embedder
     from shared.logs import setup_logging
 
-    setup_logging("prepare", os.environ.get("DEEPLENS_LOG_FORMAT", "auto"), level=logging.INFO)
     settings = Settings.from_env(os.environ)
+    setup_logging("prepare", settings.log_format, level=logging.INFO)
     if settings.features.extract_url:
         return
     build_embedder(settings).close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -27,67 +26,28 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from events.broker import HttpBroker, Replica
-from shared.local.layout import Group, cores, layout
-from shared.local.prepare import die_with_parent, spawn
+from shared.local.layout import layout
+from shared.local.prepare import spawn
+from shared.local.procs import (
+    BACKOFF_MAX,
+    BACKOFF_MIN,
+    BACKOFF_RESET,
+    START_WAIT,
+    STOP_GRACE,
+    Proc,
+    child_env,
+    free_port,
+    metrics_process_dead,
+    print_layout,
+    write_state,
+)
 
 log = logging.getLogger("deeplens.up")
-
-STOP_GRACE = 6.0
-START_WAIT = 30.0
-BACKOFF_MIN, BACKOFF_MAX, BACKOFF_RESET = 0.5, 30.0, 60.0
-# Database connections per process: the platform shares one server with everything else.
-POOL_MAX = {"core": 8, "auth": 4}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    replica: Replica | None = None
-    pass_fds: tuple[int, ...] = ()
-    popen: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    backoff: float = BACKOFF_MIN
-    restart_at: float | None = None
-    restarts: int = 0
-    port: int | None = None
-    functions: tuple[str, ...] = field(default_factory=tuple)
-    # Started once these are ready (or after START_WAIT): the public functions first, so
-    # the platform answers sooner; one extract first, so the model is exported only once.
-    after: list[Proc] = field(default_factory=list)
-    ready_url: str = ""
-    ready: bool = False
-
-    def start(self) -> None:
-        self.popen = subprocess.Popen(
-            self.argv, env=self.env, pass_fds=self.pass_fds, preexec_fn=die_with_parent
-        )
-        self.started_at = time.monotonic()
-        self.restart_at = None
-        self.set_ready(False)
-
-    def set_ready(self, ready: bool) -> None:
-        self.ready = ready
-        if self.replica is not None:
-            self.replica.ready = ready
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
 
 
 class Supervisor:
@@ -138,7 +98,7 @@ class Supervisor:
             env["DEEPLENS_DATABASE_URL"] = embedded_database_url(settings.data_dir)
             self.embedded = True
             log.info("embedded PostgreSQL under %s", data_dir / "postgres")
-        settings = Settings.from_env(env)
+        settings = self.settings = Settings.from_env(env)
         url = env["DEEPLENS_DATABASE_URL"]
         migrate(url)
         if settings.env != "production":  # made once here, so no two processes race
@@ -167,7 +127,7 @@ class Supervisor:
                     Proc(
                         name,
                         [sys.executable, "-m", "shared.local.funcserve"],
-                        self._child_env(g, name, p, extract0),
+                        child_env(self.env, g, name, p, extract0),
                         replica=replica,
                         port=p,
                         ready_url=f"http://127.0.0.1:{p}/health/readiness",
@@ -230,69 +190,19 @@ class Supervisor:
             return "127.0.0.1"
         return f"[{self.host}]" if ":" in self.host else self.host
 
-    def _child_env(self, g: Group, name: str, port: int, extract0: str) -> dict[str, str]:
-        env = dict(self.env)
-        env.update(
-            {
-                "FUNCTION_TARGET": g.target,
-                "LISTEN_ADDRESS": f"127.0.0.1:{port}",
-                "DEEPLENS_PROCESS": name,
-                "DEEPLENS_BROKER": "local",  # publish = a durable row in PostgreSQL
-                "DEEPLENS_BROKER_AUTOSTART": "0",
-                "DEEPLENS_DB_POOL_MAX": str(POOL_MAX.get(g.name, 2)),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.update(g.env)
-        if g.name != "extract":
-            # Query-by-image outside extract asks the extract process (no torch elsewhere).
-            env.setdefault("DEEPLENS_FEATURES__EXTRACT_URL", extract0)
-        return env
-
     def _print_layout(self, data_dir: Path) -> None:
-        lines = [
-            f"DeepLens on http://{self.host}:{self.port} (data in {data_dir};"
-            f" {cores()} cores; {'embedded' if self.embedded else 'external'} PostgreSQL)",
-            f"  {'process':<16} {'pid':>7}  {'listen':<16} functions",
-        ]
-        for p in self.procs:
-            listen = f"127.0.0.1:{p.port}" if p.replica else f"{self.host}:{self.port}"
-            pid = p.pid or "(next)"
-            what = ", ".join(p.functions) if p.functions else "routes from functions/routes.py"
-            lines.append(f"  {p.name:<16} {pid:>7}  {listen:<16} {what}")
-        lines.append(
-            f"  {'supervisor':<16} {os.getpid():>7}  {'-':<16}"
-            " PostgreSQL broker (CloudEvents over HTTP), sweeper tick"
+        print_layout(
+            self.procs,
+            self.host,
+            self.port,
+            data_dir,
+            embedded=self.embedded,
+            log_format=self.settings.log_format,
         )
-        from shared.logs import json_logs
-
-        if json_logs(os.environ.get("DEEPLENS_LOG_FORMAT", "auto")):
-            log.info("%s", "\n".join(lines))  # one JSON line, like everything else
-        else:
-            print("\n".join(lines), flush=True)  # noqa: T201 - what the user sees at start
         self._write_state(data_dir)
 
     def _write_state(self, data_dir: Path) -> None:
-        """data_dir/run/processes.json: who is where (tests and benchmarks read it)."""
-        state = {
-            "supervisor": os.getpid(),
-            "url": f"http://{self.host}:{self.port}",
-            "processes": [
-                {
-                    "name": p.name,
-                    "pid": p.pid,
-                    "port": p.port,
-                    "functions": list(p.functions),
-                    "restarts": p.restarts,
-                }
-                for p in self.procs
-            ],
-        }
-        run = data_dir / "run"
-        run.mkdir(exist_ok=True)
-        tmp = run / "processes.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(run / "processes.json")
+        write_state(self.procs, self.host, self.port, data_dir)
         self.state_dir = data_dir
 
     # --- watch ------------------------------------------------------------------------------
@@ -313,7 +223,7 @@ class Supervisor:
                 code = p.popen.poll()
                 if code is not None and p.restart_at is None:
                     p.set_ready(False)
-                    _metrics_process_dead(p.pid)
+                    metrics_process_dead(p.pid)
                     if now - p.started_at > BACKOFF_RESET:
                         p.backoff = BACKOFF_MIN
                     p.restart_at = now + p.backoff
@@ -386,18 +296,3 @@ def run_up(
     prepare: subprocess.Popen[bytes] | None = None,
 ) -> int:
     return Supervisor(env, host, port, ingress=ingress, prepare=prepare).run()
-
-
-def describe(state_file: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(state_file.read_text())
-    return data
-
-
-def _metrics_process_dead(pid: int | None) -> None:
-    """Drop a dead child's live gauges (pool in use, waiting) from the multiprocess metrics;
-    its counters stay, as Prometheus expects of a restarted target."""
-    if pid is None or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
