@@ -9,9 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", "minioadmin", "password"}
@@ -21,6 +29,22 @@ TEMPLATE_MARKERS = ("CHANGE-ME", "REPLACE-WITH")
 
 def _placeholder(value: str) -> bool:
     return value.strip().lower() in PLACEHOLDERS or any(m in value for m in TEMPLATE_MARKERS)
+
+
+def _postgres_url(value: str) -> str:
+    """A libpq connection URI (``postgresql://`` or ``postgres://``; the host may be in a
+    ``host=`` parameter, a socket directory, as the embedded server's URL has it), with a
+    numeric port if any. Kept as given."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL")
+    parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    return value
+
+
+# A PostgreSQL URL, validated at start (a typo fails there, not at the first query); unset,
+# the platform starts an embedded PostgreSQL under the data dir (shared/embedded.py).
+DatabaseUrl = Annotated[str, AfterValidator(_postgres_url)]
 
 
 class JwtSettings(BaseModel):
@@ -74,12 +98,15 @@ class Settings(BaseSettings):
     """All settings; see the README's table for the ones operators set most."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DEEPLENS_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="DEEPLENS_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        hide_input_in_errors=True,  # a refused URL or key never reaches the logs
     )
 
     env: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path(".deeplens")
-    database_url: str | None = None
+    database_url: DatabaseUrl | None = None
     db_pool_min: int = 1
     db_pool_max: int = 10
     bcrypt_rounds: int = 12
@@ -226,6 +253,19 @@ def _nested_from_env(env: Mapping[str, str]) -> dict[str, object]:
         else:
             node[parts[-1]] = value
     return out
+
+
+class ClientSettings(BaseSettings):
+    """What the ``deeplens`` command's client side reads (shared/cli/): where the platform is,
+    the API key of ``ingest``/``search``, the administrator of ``models``, the log format."""
+
+    model_config = SettingsConfigDict(env_prefix="DEEPLENS_", extra="ignore")
+
+    url: str = "http://127.0.0.1:8080"
+    api_key: str | None = None
+    admin_email: str | None = None
+    admin_password: str | None = None
+    log_format: Literal["auto", "json", "text"] = "auto"
 
 
 # --- variables other libraries own ------------------------------------------------------

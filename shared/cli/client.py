@@ -4,7 +4,6 @@ authenticated with an API key from --api-key or DEEPLENS_API_KEY)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,11 +12,13 @@ from typing import Any
 
 import httpx
 
+from shared.config import ClientSettings
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
-    key = args.api_key or os.environ.get("DEEPLENS_API_KEY")
+    key = args.api_key or ClientSettings().api_key
     if not key:
         raise SystemExit("an API key is needed: --api-key or DEEPLENS_API_KEY")
     return httpx.Client(base_url=args.url, headers={"X-API-Key": key}, timeout=60)
@@ -98,7 +99,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def add_client_commands(sub: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--url", default=os.environ.get("DEEPLENS_URL", "http://127.0.0.1:8080"))
+        p.add_argument("--url", default=ClientSettings().url)
         p.add_argument("--api-key", default=None)
 
     ingest = sub.add_parser("ingest", help="upload every image under a directory")

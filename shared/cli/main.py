@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from shared.cli.up import cmd_admin_create, cmd_migrate, cmd_up
@@ -56,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.config import ClientSettings
     from shared.logs import setup_logging
 
-    setup_logging("deeplens", os.environ.get("DEEPLENS_LOG_FORMAT", "auto"), level=logging.INFO)
+    setup_logging("deeplens", ClientSettings().log_format, level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     args = build_parser().parse_args(argv)
     result: int = args.func(args)

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import getpass
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,16 +23,19 @@ from typing import Any
 
 import httpx
 
+from shared.config import ClientSettings
+
 
 def _print(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
-    email = args.email or os.environ.get("DEEPLENS_ADMIN_EMAIL")
+    client_settings = ClientSettings()
+    email = args.email or client_settings.admin_email
     if not email:
         raise SystemExit("sign in as a system administrator: --email or DEEPLENS_ADMIN_EMAIL")
-    password = os.environ.get("DEEPLENS_ADMIN_PASSWORD") or getpass.getpass(f"{email}: ")
+    password = client_settings.admin_password or getpass.getpass(f"{email}: ")
     client = httpx.Client(base_url=args.url, timeout=600)
     r = client.post("/api/auth/login", json={"email": email, "password": password})
     if r.status_code != 200:
@@ -179,7 +181,7 @@ def add_models_commands(sub: Any) -> None:
     msub = models.add_subparsers(dest="models_command", required=True)
 
     def connect(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--url", default=os.environ.get("DEEPLENS_URL", "http://127.0.0.1:8080"))
+        p.add_argument("--url", default=ClientSettings().url)
         p.add_argument("--email", help="a system administrator (or DEEPLENS_ADMIN_EMAIL)")
 
     def common(p: argparse.ArgumentParser, tenant: bool = True) -> None:

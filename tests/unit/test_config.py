@@ -86,3 +86,41 @@ def test_trusted_proxies_must_parse() -> None:
     assert ok.trusted_proxies.startswith("10.0.0.0/8")
     with pytest.raises(ValueError):
         Settings.from_env({"DEEPLENS_TRUSTED_PROXIES": "not-an-address"})
+
+
+def test_database_url_is_a_postgresql_url_and_refusals_hide_it() -> None:
+    for url in (
+        "postgresql://u:pw@127.0.0.1:5432/db",
+        "postgres://h/db",
+        "postgresql://postgres:@/postgres?host=/tmp/socket",  # the embedded server's form
+    ):
+        assert Settings.from_env({"DEEPLENS_DATABASE_URL": url}).database_url == url
+    assert Settings.from_env({}).database_url is None  # unset: embedded PostgreSQL
+    for bad in ("mysql://u:s3cr3t@h/db", "postgresql://u:s3cr3t@h:port/db", "s3cr3t"):
+        with pytest.raises(ValidationError) as exc:
+            Settings.from_env({"DEEPLENS_DATABASE_URL": bad})
+        assert "database_url" in str(exc.value) and "s3cr3t" not in str(exc.value)
+
+
+def test_platform_variables_are_settings() -> None:
+    s = Settings.from_env(
+        {
+            "FUNCTION_TARGET": "auth",
+            "K_SINK": "http://broker-ingress/default",
+            "DEEPLENS_BROKER_AUTOSTART": "0",
+            "DEEPLENS_PROCESS": "auth-1",
+            "DEEPLENS_SCALE": "extract=2",
+        }
+    )
+    assert s.function_target == "auth" and s.k_sink == "http://broker-ingress/default"
+    assert s.broker_autostart is False and s.process == "auth-1" and s.scale == "extract=2"
+    assert Settings.from_env({"FUNCTION_TARGET": "x"}).broker_autostart is True
+
+
+def test_broker_url_falls_back_to_k_sink() -> None:
+    from events.publisher import HttpPublisher, build_publisher
+
+    s = Settings.from_env({"DEEPLENS_BROKER": "http", "K_SINK": "http://sink.example/"})
+    publisher = build_publisher(s, None)  # type: ignore[arg-type]  # http needs no database
+    assert isinstance(publisher, HttpPublisher) and publisher.url == "http://sink.example/"
+    publisher.client.close()
