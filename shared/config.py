@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     # re-embedding with no result is queued again (its event presumed lost).
     models_backfill_batch: int = 4
     models_backfill_stale_seconds: float = 600
-    # Observability (shared/metrics.py, shared/logs.py): /metrics on every function (off only
+    # Observability (shared/metrics/, shared/logs.py): /metrics on every function (off only
     # for benchmarks), a bearer token a scrape must present when set, log lines as JSON or
     # text (auto: text on a terminal), and a JSON-lines span file (tests, local debugging).
     metrics: bool = True
@@ -272,7 +272,7 @@ class ClientSettings(BaseSettings):
 # prometheus_client and the OpenTelemetry SDK read these themselves; DeepLens only needs to
 # know whether they are set, and reads them here so every environment read is in this module.
 def metrics_multiprocess_dir() -> str | None:
-    """PROMETHEUS_MULTIPROC_DIR: metrics in multiprocess mode (shared/metrics.py)."""
+    """PROMETHEUS_MULTIPROC_DIR: metrics in multiprocess mode (shared/metrics/)."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 

@@ -5,7 +5,7 @@
 its own scrape and, in the local runtime's multiprocess mode, any process answers for all.
 When ``DEEPLENS_METRICS_TOKEN`` is set, a scrape must present it as a bearer token (what
 Prometheus' ``authorization`` scrape setting sends); it is then safe to expose the port.
-Either way nothing in it identifies a tenant, user or image (see shared/metrics.py).
+Either way nothing in it identifies a tenant, user or image (see shared/metrics/).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The scrape: what one ``GET /metrics`` reads. In multiprocess mode (the local runtime, one
 process per function, ``PROMETHEUS_MULTIPROC_DIR`` shared) every process's samples, whichever
 process answers; otherwise this process's. Plus gauges of the platform's state read from
-PostgreSQL at scrape time, and the connection pools' use (the instruments: shared/metrics.py).
+PostgreSQL at scrape time, and the connection pools' use (the instruments: shared/metrics/).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The platform's live status for system administrators, read from the same metrics a scrape
-exposes (shared/metrics.py): backlog, throughput, failures in the last hour and per-stage
+exposes (shared/metrics/): backlog, throughput, failures in the last hour and per-stage
 latency. Rates need history, so the process serving the admin function samples the counters
 every ``SAMPLE_EVERY`` seconds and keeps an hour of samples; a window shorter than asked for
 (a process started minutes ago) is reported as such, never stretched.

@@ -35,7 +35,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _multiprocess_metrics(env: dict[str, str]) -> None:
-    """Metrics in multiprocess mode (shared/metrics.py): every process of the platform, the
+    """Metrics in multiprocess mode (shared/metrics/): every process of the platform, the
     supervisor's broker included, writes its samples under one directory that any process's
     ``/metrics`` reads whole. Set before anything imports prometheus_client (it reads the
     variable at import); emptied at each start so a previous run's counts do not linger."""
