@@ -18,6 +18,7 @@ from prometheus_client.registry import REGISTRY, Collector
 
 from shared.config import metrics_multiprocess_dir
 from shared.metrics import POOL, POOL_WAITING, trigger_names
+from shared.store.stats import platform_state
 
 if TYPE_CHECKING:
     from shared.db import Database
@@ -45,15 +46,6 @@ def sample_pools() -> None:
     POOL.labels("in_use").set(in_use)
     POOL.labels("idle").set(idle)
     POOL_WAITING.set(waiting)
-
-
-STATE_QUERIES = {
-    "tenants": "SELECT status, tier, count(*) FROM tenants GROUP BY status, tier",
-    "images": "SELECT status, count(*) FROM images WHERE deleted_at IS NULL GROUP BY status",
-    "backlog": "SELECT trigger_name, count(*), coalesce(extract(epoch FROM now() - min("
-    "created_at)), 0) FROM broker_deliveries WHERE status = 'pending' GROUP BY trigger_name",
-    "failed": "SELECT count(*) FROM failed_events WHERE replayed_at IS NULL",
-}
 
 
 class StateCollector(Collector):
@@ -88,27 +80,17 @@ class StateCollector(Collector):
         failed = GaugeMetricFamily("deeplens_failed_events", "Dead-lettered events awaiting replay")
         try:
             with self.db.pool.connection(timeout=2) as conn:
-                for status, tier, n in conn.execute(STATE_QUERIES["tenants"]):
-                    tenants.add_metric([status, tier], n)
-                seen = set()
-                for status, n in conn.execute(STATE_QUERIES["images"]):
-                    images.add_metric([status], n)
-                    seen.add(status)
-                for status in ("uploaded", "validated", "extracted", "indexed", "failed"):
-                    if status not in seen:
-                        images.add_metric([status], 0)
-                age = 0.0
-                pending = {}
-                for trigger, n, oldest_s in conn.execute(STATE_QUERIES["backlog"]):
-                    pending[trigger] = n
-                    age = max(age, float(oldest_s))
-                for trigger in trigger_names() | set(pending):
-                    backlog.add_metric([trigger], pending.get(trigger, 0))
-                oldest.add_metric([], age)
-                row = conn.execute(STATE_QUERIES["failed"]).fetchone()
-                failed.add_metric([], row[0] if row else 0)
+                state = platform_state(conn)
         except Exception:  # noqa: BLE001 - a scrape never fails on a database hiccup
             return []
+        for (status, tier), n in state.tenants.items():
+            tenants.add_metric([status, tier], n)
+        for status, n in state.images.items():
+            images.add_metric([status], n)
+        for trigger in trigger_names() | set(state.pending):
+            backlog.add_metric([trigger], state.pending.get(trigger, 0))
+        oldest.add_metric([], state.oldest_pending_seconds)
+        failed.add_metric([], state.failed_events)
         return [tenants, images, backlog, oldest, failed]
 
 
