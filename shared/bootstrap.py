@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from shared.api_keys import ApiKeyService
-from shared.auth.keys import Claims, TokenKeys, generate_dev_key
-from shared.auth.passwords import PasswordHasher
-from shared.auth.principal import Principal
-from shared.auth.sessions import SessionService
+from shared.bootstrap_identity import IdentityWiring
 from shared.config import Settings
 from shared.db import Database, migrate
 from shared.embedded import embedded_database_url
@@ -24,8 +19,6 @@ from shared.features.registry import ModelSpec, spec_for
 from shared.model_spaces import ModelSpaces
 from shared.models import TenantRow
 from shared.tenants import TenantService
-from shared.usage import LoginThrottle, SignupLimiter, UsageService
-from shared.users import UserService
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
@@ -33,7 +26,6 @@ if TYPE_CHECKING:
     from shared.custom_models import CustomModels
     from shared.duplicates import DuplicateService
     from shared.features.embedder import Embedder
-    from shared.hotpath import Gate
     from shared.images import ImageService
     from shared.model_migrations import MigrationService
     from shared.pipeline import PipelineService
@@ -44,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Container:
+class Container(IdentityWiring):
     """Everything a function instance holds between requests. Built in ``start()``."""
 
     def __init__(
@@ -86,36 +78,7 @@ class Container:
             other.close()
         self.db.close()
 
-    # --- identity --------------------------------------------------------------------------
-    @cached_property
-    def keys(self) -> TokenKeys:
-        jwt = self.settings.jwt
-        private = jwt.private_key.get_secret_value().encode() if jwt.private_key else None
-        if private is None and not jwt.public_key and self.settings.env != "production":
-            private = generate_dev_key(self.settings.data_dir)
-        publics = [jwt.public_key.encode()] if jwt.public_key else []
-        return TokenKeys(
-            private_pem=private,
-            public_pems=publics,
-            issuer=jwt.issuer,
-            audience=jwt.audience,
-            access_ttl=jwt.access_ttl_seconds,
-        )
-
-    @cached_property
-    def hasher(self) -> PasswordHasher:
-        return PasswordHasher(self.settings.bcrypt_rounds)
-
-    @cached_property
-    def sessions(self) -> SessionService:
-        return SessionService(
-            self.db,
-            self.keys,
-            self.hasher,
-            self.settings.jwt.refresh_ttl_seconds,
-            throttle=self.throttle,
-        )
-
+    # --- identity (the services themselves: shared/bootstrap_identity.py) -------------------
     @cached_property
     def tenants(self) -> TenantService:
         return TenantService(
@@ -124,48 +87,6 @@ class Container:
             bucket_prefix=self.settings.storage.bucket_prefix,
             space=lambda: self.models.platform_space(),
             provision=self.provision,
-        )
-
-    @cached_property
-    def users(self) -> UserService:
-        return UserService(self.db, self.hasher)
-
-    @cached_property
-    def usage(self) -> UsageService:
-        return UsageService(self.db)
-
-    @cached_property
-    def throttle(self) -> LoginThrottle:
-        s = self.settings
-        return LoginThrottle(
-            self.db,
-            per_account=s.login_max_failures_per_account,
-            per_address=s.login_max_failures_per_address,
-            window=s.login_failure_window_seconds,
-        )
-
-    @cached_property
-    def signups(self) -> SignupLimiter:
-        return SignupLimiter(self.db, per_hour=self.settings.signups_per_address_per_hour)
-
-    @cached_property
-    def gate(self) -> Gate:
-        """The authenticated hot path: identity cache and API-call meter (shared/hotpath.py)."""
-        from shared.hotpath import Gate
-
-        gate = Gate(self.db, lambda: self.keys)
-        gate.start()
-        return gate
-
-    @cached_property
-    def api_keys(self) -> ApiKeyService:
-        return ApiKeyService(self.db)
-
-    def principal_from_claims(self, claims: Claims) -> Principal:
-        return Principal(
-            tenant_id=uuid.UUID(claims.tid) if claims.tid else None,
-            role=claims.role,
-            user_id=uuid.UUID(claims.sub),
         )
 
     def provision(self, tenant: TenantRow) -> None:
