@@ -9,7 +9,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.exceptions import BaseCloudEventException
@@ -113,7 +113,16 @@ def decode(headers: dict[str, str], body: bytes) -> Event:
     )
 
 
+# payload() is generic: a handler gets the model it asked for, typed as such.
+P = TypeVar("P", bound=Payload)
+
+
+@overload
+def payload(event: Event, model: type[P]) -> P: ...
+@overload
+def payload(event: Event, model: None = None) -> Payload: ...
 def payload(event: Event, model: type[Payload] | None = None) -> Payload:
+    """The event's data as its payload model (``model``, else the one its type names)."""
     cls = model or PAYLOADS.get(event.type)
     if cls is None:
         raise InvalidInput(f"unexpected event type {event.type}", code="unexpected_event_type")
