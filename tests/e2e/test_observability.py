@@ -227,8 +227,8 @@ def test_flow_metrics_traces_and_logs(database_url: str, tmp_path: Path) -> None
     traced = {d["trace_id"] for d in stage_lines}
     assert traced <= {s["trace_id"] for s in spans}
     keys = tmp_path / "data" / "keys"
-    for path in keys.glob("*"):  # the dev signing key, the event senders' token
-        body = path.read_text()
+    for key_file in keys.glob("*"):  # the dev signing key, the event senders' token
+        body = key_file.read_text()
         secrets += [ln for ln in body.splitlines() if ln and not ln.startswith("-----")]
     assert any(p.name.endswith(".pem") for p in keys.glob("*"))
     for secret in secrets:

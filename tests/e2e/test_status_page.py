@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_status_page_shows_the_metrics(running: Running, browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     from playwright.sync_api import expect
 
+    assert running.database_url is not None
     env = {
         **os.environ,
         "DEEPLENS_DATA_DIR": str(running.log.parent),

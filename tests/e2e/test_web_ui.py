@@ -162,6 +162,7 @@ def test_system_admin_pages(running: Running, browser) -> None:  # type: ignore[
 
     from playwright.sync_api import expect
 
+    assert running.database_url is not None
     env = {
         **os.environ,
         "DEEPLENS_DATA_DIR": str(running.log.parent),

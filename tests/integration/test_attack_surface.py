@@ -51,7 +51,7 @@ def _routes() -> list[tuple[str, str, str]]:
     for name, module in FUNCTIONS.items():
         for route in importlib.import_module(module).router.routes:
             assert isinstance(route, APIRoute), route
-            for method in sorted(route.methods - {"HEAD"}):
+            for method in sorted((route.methods or set()) - {"HEAD"}):
                 out.append((name, method, route.path))
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -68,7 +69,7 @@ def test_wrong_password_and_unknown_email_answer_the_same(identity: Platform) ->
     )
 
 
-def _forge(claims: dict, key: object, alg: str, kid: str | None) -> str:
+def _forge(claims: dict[str, Any], key: Any, alg: str, kid: str | None) -> str:
     return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid} if kid else None)
 
 

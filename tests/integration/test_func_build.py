@@ -166,7 +166,9 @@ def test_every_function_served_by_func_python(
         image_id = r.json()["imageId"]
         assert c.get("/api/images").json()["error"]["code"] == "missing_credentials"
     with psycopg.connect(database_url) as conn:
-        doc = conn.execute("SELECT event FROM broker_deliveries").fetchone()[0]
+        row = conn.execute("SELECT event FROM broker_deliveries").fetchone()
+    assert row is not None
+    doc = row[0]
     event = from_json(doc)
     with serve(build, "process-image", env) as (c, _, ready["process-image"]):
         event = ce_post(c, "/events/process-image", event)
@@ -186,7 +188,9 @@ def test_every_function_served_by_func_python(
         assert event.type == "io.deeplens.image.indexed.v1"
     with serve(build, "search", env) as (c, _, ready["search"]):
         with psycopg.connect(database_url) as conn:
-            status = conn.execute("SELECT status FROM images").fetchone()[0]
+            row = conn.execute("SELECT status FROM images").fetchone()
+        assert row is not None
+        status = row[0]
         assert status == "indexed"
         # Threshold -1: any vector of the right size must find the tenant's only image.
         r = c.post(
@@ -211,7 +215,7 @@ def test_every_function_served_by_func_python(
         assert c.post("/events/dead-letter", headers=h, content=b).status_code == 401
         assert c.post("/events/dead-letter", headers={**h, **SENDER}, content=b).status_code == 202
         with psycopg.connect(database_url) as conn:
-            assert conn.execute("SELECT count(*) FROM failed_events").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*) FROM failed_events").fetchone() == (1,)
     with serve(build, "admin", env) as (c, _, ready["admin"]):
         assert c.get("/api/collections").json()["error"]["code"] == "missing_credentials"
         r = c.get(f"/api/tenants/{tenant['tenant']['id']}/analytics", headers=headers)

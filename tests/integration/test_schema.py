@@ -14,7 +14,7 @@ def test_seed_tables_columns_and_indexes(database_url: str) -> None:
     assert len(migrate(database_url)) == len(migration_files())
     assert migrate(database_url) == []  # idempotent
     with psycopg.connect(database_url) as conn:
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 "SELECT table_name, count(*) FROM information_schema.columns"
                 " WHERE table_schema = 'public' GROUP BY table_name"
@@ -24,9 +24,11 @@ def test_seed_tables_columns_and_indexes(database_url: str) -> None:
             r[0]
             for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")
         }
-        unique = conn.execute(
+        row = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_users_tenant_email'"
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None
+        unique = row[0]
     assert counts["tenants"] == 17 and counts["users"] == 16
     assert counts["refresh_tokens"] == 10 and counts["tenant_api_keys"] == 9
     assert {

@@ -59,7 +59,7 @@ def run(seconds: float, rounds: int, clients: int, admin_url: str) -> dict:  # t
     off, off_path, off_headers, off_db = _platform(admin_url, metrics=False)
     on, on_path, on_headers, on_db = _platform(admin_url, metrics=True)
     totals = {"off": 0.0, "on": 0.0}
-    rows = []
+    rows: list[dict[str, object]] = []
     try:
         assert off.http.get("/metrics").status_code == 404  # really off
         for i in range(rounds):

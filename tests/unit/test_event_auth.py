@@ -82,7 +82,7 @@ def test_oidc_sender_identity(jwks: tuple[str, Any]) -> None:
     assert not check_sender(s, f"Bearer {_token(key, exp=int(time.time()) - 10)}")
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     assert not check_sender(s, f"Bearer {_token(other)}")
-    unsigned = jwt.encode({"aud": "deeplens-index-vector"}, None, algorithm="none")
+    unsigned = jwt.encode({"aud": "deeplens-index-vector"}, "", algorithm="none")  # no key
     assert not check_sender(s, f"Bearer {unsigned}")
     no_audience = Settings.from_env(
         {"DEEPLENS_EVENTS_AUTH": "oidc", "DEEPLENS_EVENTS_OIDC_JWKS_URL": url}

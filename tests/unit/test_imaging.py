@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from shared.errors import PayloadTooLarge, Unprocessable, UnsupportedMedia
+from shared.errors import DeepLensError, PayloadTooLarge, Unprocessable, UnsupportedMedia
 from shared.imaging import open_image, sniff, thumbnails, validate_upload
 from tests.photos import encode, photo
 
@@ -28,7 +28,7 @@ def test_formats_are_decided_by_content() -> None:
         (b"GIF89a" + b"\0" * 100, "a.gif", UnsupportedMedia, "unsupported_format"),
     ],
 )
-def test_refused_uploads(data: bytes, name: str, error: type, code: str) -> None:
+def test_refused_uploads(data: bytes, name: str, error: type[DeepLensError], code: str) -> None:
     with pytest.raises(error) as exc:
         validate_upload(data, name, max_pixels=10**8)
     assert exc.value.code == code
