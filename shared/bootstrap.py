@@ -22,14 +22,15 @@ from shared.db import Database, migrate
 from shared.embedded import embedded_database_url
 from shared.features.registry import ModelSpec, spec_for
 from shared.model_spaces import ModelSpaces
-from shared.models import TenantRow
-from shared.tenants import TenantService
+from shared.tenants import TenantResources, TenantService
 from shared.usage import LoginThrottle, SignupLimiter, UsageService
 from shared.users import UserService
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
     from shared.admin import AdminService
+    from shared.analytics import AnalyticsService
+    from shared.collections import CollectionService
     from shared.custom_models import CustomModels
     from shared.duplicates import DuplicateService
     from shared.features.embedder import Embedder
@@ -114,16 +115,19 @@ class Container:
             self.hasher,
             self.settings.jwt.refresh_ttl_seconds,
             throttle=self.throttle,
+            users=self.users,
         )
 
     @cached_property
     def tenants(self) -> TenantService:
+        """Tenants and their lifecycle; builds the object store and vector adapters (their
+        bucket and space), so the auth function never asks for it."""
         return TenantService(
             self.db,
             self.sessions,
+            TenantResources(self.storage, self.vectors, self.models),
             bucket_prefix=self.settings.storage.bucket_prefix,
-            space=lambda: self.models.platform_space(),
-            provision=self.provision,
+            signups=self.signups,
         )
 
     @cached_property
@@ -167,11 +171,6 @@ class Container:
             role=claims.role,
             user_id=uuid.UUID(claims.sub),
         )
-
-    def provision(self, tenant: TenantRow) -> None:
-        """Make the tenant's bucket and vector space (idempotent)."""
-        self.storage.ensure_bucket(tenant.minio_bucket_name)
-        self.vectors.ensure_space(tenant.qdrant_collection_name, self.models.platform_spec().dim)
 
     # --- pipeline adapters -----------------------------------------------------------------
     @cached_property
@@ -295,11 +294,17 @@ class Container:
     def admin(self) -> AdminService:
         from shared.admin import AdminService
 
+        return AdminService(self.db, lambda: self.publisher)
+
+    @cached_property
+    def analytics(self) -> AnalyticsService:
+        from shared.analytics import AnalyticsService
+
+        return AnalyticsService(self.db)
+
+    @cached_property
+    def collections(self) -> CollectionService:
+        from shared.collections import CollectionService
+
         spec = spec_for(self.settings.features)
-        return AdminService(
-            self.db,
-            lambda: self.storage,
-            lambda: self.vectors,
-            lambda: self.publisher,
-            active_space=(spec.space_name, spec.dim),
-        )
+        return CollectionService(self.db, self.vectors, active_space=(spec.space_name, spec.dim))

@@ -221,9 +221,14 @@ def _authenticate(request: Request) -> Principal:
     return principal
 
 
+async def services(request: Request) -> Container:
+    """``container`` as a dependency: async, so FastAPI does not spend a threadpool hop on it."""
+    return container(request)
+
+
 # Declared once for every handler module: the caller (authenticated) and the services.
 Auth = Annotated[Principal, Depends(authenticated)]
-Services = Annotated[Container, Depends(container)]
+Services = Annotated[Container, Depends(services)]
 
 
 def client_ip(request: Request) -> str | None:
