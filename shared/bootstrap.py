@@ -154,7 +154,7 @@ class Container:
 
     @cached_property
     def gate(self) -> Gate:
-        """The authenticated hot path: identity cache and API-call meter (shared/hotpath.py)."""
+        """The authenticated hot path: identity cache and API-call meter (shared/hotpath/)."""
         from shared.hotpath import Gate
 
         gate = Gate(self.db, lambda: self.keys)
