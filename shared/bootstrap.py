@@ -120,8 +120,7 @@ class Container:
 
     @cached_property
     def tenants(self) -> TenantService:
-        """Tenants and their lifecycle; builds the object store and vector adapters (their
-        bucket and space), so the auth function never asks for it."""
+        """Tenants and their lifecycle (builds storage and vectors: auth never asks for it)."""
         return TenantService(
             self.db,
             self.sessions,
