@@ -1,15 +1,13 @@
-"""Operations: tenant analytics, vector collections, failed events (inspect and replay), and the
-tenant lifecycle (suspend, reactivate, delete → purged by the sweeper)."""
+"""Operations: tenant analytics, vector collections, and the tenant lifecycle (suspend,
+reactivate, delete → purged by the sweeper). Failed events: shared/failed_events.py."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any, LiteralString
 
-from events.codec import from_json
 from shared.auth.principal import Principal
 from shared.db import Database, execute, fetch_all, fetch_dicts, fetch_one
 from shared.errors import Conflict, InvalidInput, NotFound
@@ -23,21 +21,6 @@ if TYPE_CHECKING:
     from shared.vectors import SpaceInfo, VectorIndex
 
 TENANT_ANY: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s"
-
-
-@dataclass
-class FailedEventRow:
-    id: uuid.UUID
-    event_id: str
-    event_type: str
-    source: str
-    subject: str | None
-    tenant_id: uuid.UUID | None
-    event: dict[str, Any]
-    error: str | None
-    attempts: int
-    received_at: datetime
-    replayed_at: datetime | None
 
 
 class AdminService:
@@ -197,64 +180,6 @@ class AdminService:
                 code="collection_in_migration",
             )
         self._vectors().drop_space(name)
-
-    # --- failed events ---------------------------------------------------------------------
-    def failed_events(
-        self, principal: Principal, *, limit: int, offset: int
-    ) -> list[FailedEventRow]:
-        principal.require_role("Admin")
-        with self.db.tx() as conn:
-            return fetch_all(
-                conn,
-                """
-                SELECT * FROM failed_events
-                WHERE %(all)s OR tenant_id = %(t)s
-                ORDER BY received_at DESC LIMIT %(l)s OFFSET %(o)s
-                """,
-                {
-                    "all": principal.is_system_admin,
-                    "t": principal.tenant_id,
-                    "l": limit,
-                    "o": offset,
-                },
-                table="failed_events",
-                row=FailedEventRow,
-            )
-
-    def failed_event(self, principal: Principal, event_id: uuid.UUID) -> FailedEventRow:
-        principal.require_role("Admin")
-        with self.db.tx() as conn:
-            row = fetch_one(
-                conn,
-                "SELECT * FROM failed_events WHERE id = %(id)s AND (%(all)s OR tenant_id = %(t)s)",
-                {"id": event_id, "all": principal.is_system_admin, "t": principal.tenant_id},
-                table="failed_events",
-                row=FailedEventRow,
-            )
-        if row is None:
-            raise NotFound("failed event not found", code="failed_event_not_found")
-        return row
-
-    def replay(self, principal: Principal, event_id: uuid.UUID) -> FailedEventRow:
-        """Send the stored event to the broker again (same id: idempotent handlers make a
-        second delivery safe)."""
-        row = self.failed_event(principal, event_id)
-        with self.db.tx() as conn:
-            execute(
-                conn,
-                "UPDATE failed_events SET replayed_at = now() WHERE id = %(id)s",
-                {"id": row.id},
-                table="failed_events",
-            )
-            # The local broker keys deliveries on (event id, trigger): let a replay through.
-            execute(
-                conn,
-                "DELETE FROM broker_deliveries WHERE event_id = %(e)s AND status = 'dead'",
-                {"e": row.event_id},
-                table="broker_deliveries",
-            )
-        self._publisher().publish(from_json(row.event))
-        return self.failed_event(principal, event_id)
 
     # --- tenant lifecycle ------------------------------------------------------------------
     def set_status(self, principal: Principal, tenant_id: uuid.UUID, status: str) -> None:

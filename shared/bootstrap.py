@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from shared.admin import AdminService
     from shared.custom_models import CustomModels
     from shared.duplicates import DuplicateService
+    from shared.failed_events import FailedEvents
     from shared.features.embedder import Embedder
     from shared.hotpath import Gate
     from shared.images import ImageService
@@ -303,3 +304,10 @@ class Container:
             lambda: self.publisher,
             active_space=(spec.space_name, spec.dim),
         )
+
+    # --- model lifecycle and failed events (helper D) ---------------------------------------
+    @cached_property
+    def failed_events(self) -> FailedEvents:
+        from shared.failed_events import FailedEvents
+
+        return FailedEvents(self.db, lambda: self.publisher)
