@@ -9,7 +9,7 @@ from typing import Any, LiteralString
 
 import psycopg
 
-from shared.db import fetch_one
+from shared.db import execute, fetch_all, fetch_one
 from shared.errors import Forbidden, NotFound
 
 
@@ -67,3 +67,20 @@ def lock_active(conn: Conn, *, tenant_id: uuid.UUID) -> TenantRow:
     """Inside the caller's transaction: lock the (active) tenant row, so quota checks of one
     tenant serialise."""
     return check_active(fetch_one(conn, LOCK, {"t": tenant_id}, table="tenants", row=TenantRow))
+
+
+# --- for the model lifecycle (helper D) ---------------------------------------------------
+LIVE: LiteralString = "SELECT * FROM tenants WHERE deleted_at IS NULL ORDER BY created_at, id"
+SET_SPACE: LiteralString = """
+UPDATE tenants SET qdrant_collection_name = %(s)s, updated_at = now() WHERE id = %(t)s
+"""
+
+
+def live(conn: Conn) -> list[TenantRow]:
+    """Every tenant not deleted, oldest first."""
+    return fetch_all(conn, LIVE, table="tenants", row=TenantRow)
+
+
+def set_space(conn: Conn, *, tenant_id: uuid.UUID, space: str) -> None:
+    """The tenant's active vector space (changed at a model cutover)."""
+    execute(conn, SET_SPACE, {"s": space, "t": tenant_id}, table="tenants")
