@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-import psycopg
 
 from events.auth import sender_headers
 from events.codec import Event, decode, encode_binary, from_json
@@ -32,7 +31,7 @@ from shared import metrics
 from shared.config import Settings
 from shared.db import Database
 from shared.store import deliveries
-from shared.store.deliveries import CHANNEL, Delivery
+from shared.store.deliveries import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +124,7 @@ class LocalBroker:
         """Wake the loop when any process publishes (LISTEN/NOTIFY); the loop also polls."""
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.db.url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                with deliveries.listener(self.db.url) as conn:
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
                             self.wakeup.set()

@@ -20,9 +20,7 @@ from shared.config import Settings
 from shared.db import Database
 from shared.errors import TransientError
 from shared.store import deliveries
-from shared.store.deliveries import CHANNEL
 
-__all__ = ["CHANNEL", "HttpPublisher", "LocalPublisher", "Publisher", "enqueue"]
 log = logging.getLogger(__name__)
 
 

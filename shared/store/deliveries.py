@@ -33,6 +33,7 @@ VALUES (%(id)s, %(type)s, %(trigger)s, %(subscriber)s, %(event)s, %(priority)s)
 ON CONFLICT (event_id, trigger_name) DO NOTHING
 """
 NOTIFY: LiteralString = "SELECT pg_notify('deeplens_broker', '')"
+LISTEN: LiteralString = "LISTEN deeplens_broker"
 # Claiming pushes next_attempt_at out by the lease: a delivery whose process died is picked up
 # again when the lease ends (that is the redelivery after a crash). Higher priority first: live
 # work (0) is never queued behind background re-embedding (-1, see events.publisher.PRIORITY).
@@ -91,6 +92,18 @@ def insert(
 def notify(conn: Conn) -> None:
     """Wake every broker at commit."""
     execute(conn, NOTIFY, table="broker_deliveries")
+
+
+def listener(url: str) -> Conn:
+    """A connection of its own (autocommit) that LISTENs on the broker's channel: iterate
+    its ``notifies()``; close it (``with``) when done."""
+    conn = psycopg.connect(url, autocommit=True)
+    try:
+        conn.execute(LISTEN)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def claim(conn: Conn, *, n: int, lease: float, subscribers: list[str] | None) -> list[Delivery]:
