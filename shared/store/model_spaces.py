@@ -185,6 +185,11 @@ INSERT INTO image_spaces (image_id, space, tenant_id, model)
 VALUES (%(i)s, %(s)s, %(t)s, %(m)s) ON CONFLICT (image_id, space) DO NOTHING
 """
 HOLDS: LiteralString = "SELECT 1 AS n FROM image_spaces WHERE image_id = %(i)s AND space = %(s)s"
+# Every space that holds the image, and the tenant's other space (a copy may be in flight).
+SPACES_OF_IMAGE: LiteralString = """
+SELECT space FROM image_spaces WHERE image_id = %(id)s
+UNION SELECT other_space FROM tenant_models WHERE tenant_id = %(t)s AND other_space IS NOT NULL
+"""
 FORGET_SPACE: LiteralString = "DELETE FROM image_spaces WHERE tenant_id = %(t)s AND space = %(s)s"
 
 
@@ -199,6 +204,15 @@ def record(
 
 def holds(conn: Conn, *, image_id: uuid.UUID, space: str) -> bool:
     return bool(fetch_dicts(conn, HOLDS, {"i": image_id, "s": space}, table="image_spaces"))
+
+
+def spaces_of_image(conn: Conn, *, tenant_id: uuid.UUID, image_id: uuid.UUID) -> list[str]:
+    """The spaces an image's vector may be in: those that hold it, and the tenant's other
+    space (for deleting an image everywhere)."""
+    rows = fetch_dicts(
+        conn, SPACES_OF_IMAGE, {"id": image_id, "t": tenant_id}, table="image_spaces"
+    )
+    return [str(r["space"]) for r in rows]
 
 
 def forget_space(conn: Conn, *, tenant_id: uuid.UUID, space: str) -> None:
