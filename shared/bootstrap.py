@@ -28,11 +28,11 @@ from shared.users import UserService
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
-    from shared.admin import AdminService
     from shared.analytics import AnalyticsService
     from shared.collections import CollectionService
     from shared.custom_models import CustomModels
     from shared.duplicates import DuplicateService
+    from shared.failed_events import FailedEvents
     from shared.features.embedder import Embedder
     from shared.hotpath import Gate
     from shared.images import ImageService
@@ -290,12 +290,6 @@ class Container:
         return DuplicateService(self.db, self.images, lambda: self.vectors, self.settings)
 
     @cached_property
-    def admin(self) -> AdminService:
-        from shared.admin import AdminService
-
-        return AdminService(self.db, lambda: self.publisher)
-
-    @cached_property
     def analytics(self) -> AnalyticsService:
         from shared.analytics import AnalyticsService
 
@@ -307,3 +301,10 @@ class Container:
 
         spec = spec_for(self.settings.features)
         return CollectionService(self.db, self.vectors, active_space=(spec.space_name, spec.dim))
+
+    # --- model lifecycle and failed events (helper D) ---------------------------------------
+    @cached_property
+    def failed_events(self) -> FailedEvents:
+        from shared.failed_events import FailedEvents
+
+        return FailedEvents(self.db, lambda: self.publisher)

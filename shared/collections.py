@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from shared.auth.principal import Principal
 from shared.db import Database
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.store import tenants
+from shared.store import model_spaces, tenants
 
 if TYPE_CHECKING:
     from shared.vectors import SpaceInfo, VectorIndex
@@ -67,7 +67,7 @@ class CollectionService:
                 f"collection {name} still holds vectors; pass force", code="collection_not_empty"
             )
         with self.db.tx() as conn:
-            migrating = tenants.migrations_in_space(conn, space=name)
+            migrating = model_spaces.migrating(conn, space=name)
         if migrating:  # a migration's target or a kept previous space: `deeplens models cleanup`
             raise Conflict(
                 f"collection {name} is part of a model migration of {migrating} tenant(s);"

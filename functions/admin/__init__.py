@@ -2,31 +2,30 @@
 
 Routes: GET /api/tenants/{id}/analytics; POST /api/tenants/{id}/suspend, /reactivate;
 DELETE /api/tenants/{id}; GET /api/collections; POST/DELETE /api/collections/{name};
-GET /api/admin/failed-events, GET /api/admin/failed-events/{id},
-POST /api/admin/failed-events/{id}/replay; GET /api/admin/status (live platform status);
-the model lifecycle under /api/admin/models (functions/admin/models.py).
+GET /api/admin/status (live platform status); failed events under /api/admin/failed-events
+(functions/admin/failed_events.py); the model lifecycle under /api/admin/models
+(functions/admin/models.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import Field
 
+from functions.admin.failed_events import router as failed_events_router
 from functions.admin.models import router as models_router
-from shared.admin import FailedEventRow
-from shared.http import Auth, Services, container
+from shared.http import Auth, Services
 from shared.models import ApiModel
 from shared.status import service_for
-from shared.validation import Limit, Offset
 
 router = APIRouter(tags=["admin"])
 # Flat, not include_router: every function's router lists its own routes (the route inventory
 # of the attack suite and the infra checks walk router.routes).
 router.routes.extend(models_router.routes)
+router.routes.extend(failed_events_router.routes)
 
 
 class CollectionOut(ApiModel):
@@ -42,27 +41,6 @@ class CollectionIn(ApiModel):
 
 
 CollectionName = Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-class FailedEventOut(ApiModel):
-    id: uuid.UUID
-    event_id: str
-    event_type: str
-    source: str
-    subject: str | None
-    tenant_id: uuid.UUID | None
-    error: str | None
-    attempts: int
-    received_at: datetime
-    replayed_at: datetime | None
-    event: dict[str, Any] | None = None
-
-    @classmethod
-    def of(cls, row: FailedEventRow, *, full: bool = False) -> FailedEventOut:
-        out = cls.model_validate(row, from_attributes=True)
-        if not full:
-            out.event = None
-        return out
 
 
 @router.get("/api/tenants/{tenant_id}/analytics")
@@ -110,27 +88,6 @@ def delete_collection(
 ) -> Response:
     c.collections.delete(principal, name=name, force=force)
     return Response(status_code=204)
-
-
-@router.get("/api/admin/failed-events", response_model=list[FailedEventOut])
-def failed_events(
-    request: Request,
-    principal: Auth,
-    limit: Annotated[Limit, Query()] = 50,
-    offset: Annotated[Offset, Query()] = 0,
-) -> list[FailedEventOut]:
-    rows = container(request).admin.failed_events(principal, limit=limit, offset=offset)
-    return [FailedEventOut.of(r) for r in rows]
-
-
-@router.get("/api/admin/failed-events/{event_id}", response_model=FailedEventOut)
-def failed_event(event_id: uuid.UUID, request: Request, principal: Auth) -> FailedEventOut:
-    return FailedEventOut.of(container(request).admin.failed_event(principal, event_id), full=True)
-
-
-@router.post("/api/admin/failed-events/{event_id}/replay", response_model=FailedEventOut)
-def replay(event_id: uuid.UUID, request: Request, principal: Auth) -> FailedEventOut:
-    return FailedEventOut.of(container(request).admin.replay(principal, event_id), full=True)
 
 
 @router.get("/api/admin/status")

@@ -1,8 +1,7 @@
 """The ``tenants`` table: its row type and every statement that reads or writes it.
 
 "Tenant by id" is written here once (``get``); services check a tenant's status with
-``check_active``. The spaces a tenant's model migration keeps (``tenant_models.other_space``)
-are read here too: they belong to the tenant's lifecycle (purge) and to the collections admin.
+``check_active``.
 """
 
 from __future__ import annotations
@@ -73,17 +72,8 @@ DELETED: LiteralString = (
     "SELECT * FROM tenants WHERE deleted_at IS NOT NULL ORDER BY deleted_at LIMIT %(l)s"
 )
 PURGE: LiteralString = "DELETE FROM tenants WHERE id = %(t)s AND deleted_at IS NOT NULL"
-# failed_events.tenant_id has no foreign key (a dead letter may name no tenant): purged here.
-# (To move into the failed-events store module once it exists.)
-PURGE_FAILED: LiteralString = "DELETE FROM failed_events WHERE tenant_id = %(t)s"
 IN_SPACE: LiteralString = (
     "SELECT count(*) AS n FROM tenants WHERE qdrant_collection_name = %(n)s AND deleted_at IS NULL"
-)
-OTHER_SPACES: LiteralString = (
-    "SELECT other_space AS s FROM tenant_models WHERE tenant_id = %(t)s AND other_space IS NOT NULL"
-)
-MIGRATIONS_IN_SPACE: LiteralString = (
-    "SELECT count(*) AS n FROM tenant_models WHERE other_space = %(n)s"
 )
 # One literal statement per updatable column: no SQL is built from request data.
 UPDATES: dict[str, LiteralString] = {
@@ -174,9 +164,7 @@ def deleted(conn: Conn, *, limit: int) -> list[TenantRow]:
 
 
 def purge(conn: Conn, *, tenant_id: uuid.UUID) -> None:
-    """Delete a soft-deleted tenant's row (its users, keys and usage cascade) and its failed
-    events."""
-    execute(conn, PURGE_FAILED, {"t": tenant_id}, table="failed_events")
+    """Delete a soft-deleted tenant's row (its users, keys and usage cascade)."""
     execute(conn, PURGE, {"t": tenant_id}, table="tenants")
 
 
@@ -186,13 +174,18 @@ def count_in_space(conn: Conn, *, space: str) -> int:
     return int(row["n"])
 
 
-def other_spaces(conn: Conn, *, tenant_id: uuid.UUID) -> set[str]:
-    """The spaces a model migration of this tenant keeps besides its own."""
-    rows = fetch_dicts(conn, OTHER_SPACES, {"t": tenant_id}, table="tenant_models")
-    return {r["s"] for r in rows}
+# --- for the model lifecycle (helper D) ---------------------------------------------------
+LIVE: LiteralString = "SELECT * FROM tenants WHERE deleted_at IS NULL ORDER BY created_at, id"
+SET_SPACE: LiteralString = """
+UPDATE tenants SET qdrant_collection_name = %(s)s, updated_at = now() WHERE id = %(t)s
+"""
 
 
-def migrations_in_space(conn: Conn, *, space: str) -> int:
-    """Tenants whose model migration targets or keeps this space."""
-    [row] = fetch_dicts(conn, MIGRATIONS_IN_SPACE, {"n": space}, table="tenant_models")
-    return int(row["n"])
+def live(conn: Conn) -> list[TenantRow]:
+    """Every tenant not deleted, oldest first."""
+    return fetch_all(conn, LIVE, table="tenants", row=TenantRow)
+
+
+def set_space(conn: Conn, *, tenant_id: uuid.UUID, space: str) -> None:
+    """The tenant's active vector space (changed at a model cutover)."""
+    execute(conn, SET_SPACE, {"s": space, "t": tenant_id}, table="tenants")

@@ -19,7 +19,7 @@ from shared.auth.sessions import SessionService
 from shared.db import Database
 from shared.errors import InvalidInput, NotFound
 from shared.models import TokenPair
-from shared.store import sessions, tenants, users
+from shared.store import failed_events, model_spaces, sessions, tenants, users
 from shared.store.tenants import STATUSES, TenantRow
 from shared.telemetry import span
 from shared.tenants.policy import (
@@ -225,9 +225,11 @@ class TenantService:
         for t in gone:
             with span("tenant.purge", tenant_id=t.id):
                 with self.db.tx() as conn:
-                    spaces = {t.qdrant_collection_name} | tenants.other_spaces(conn, tenant_id=t.id)
-                self.resources.release(t, spaces)
+                    others = model_spaces.other_spaces(conn, tenant_id=t.id)
+                self.resources.release(t, {t.qdrant_collection_name, *others})
                 with self.db.tx() as conn:
+                    # failed_events.tenant_id has no foreign key (a dead letter may name none).
+                    failed_events.purge_tenant(conn, tenant_id=t.id)
                     tenants.purge(conn, tenant_id=t.id)
         return len(gone)
 
