@@ -8,29 +8,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, LiteralString, Protocol
+from typing import Any, Protocol
 
 import httpx
 import psycopg
-from psycopg.types.json import Jsonb
 
 from events.codec import Event, encode_binary, to_json
 from events.triggers import triggers_for
 from shared import metrics
 from shared.config import Settings
-from shared.db import Database, execute
+from shared.db import Database
 from shared.errors import TransientError
+from shared.store import deliveries
 
 log = logging.getLogger(__name__)
-
-ENQUEUE: LiteralString = """
-INSERT INTO broker_deliveries (event_id, event_type, trigger_name, subscriber, event, priority)
-VALUES (%(id)s, %(type)s, %(trigger)s, %(subscriber)s, %(event)s, %(priority)s)
-ON CONFLICT (event_id, trigger_name) DO NOTHING
-"""
-# Brokers LISTEN here; NOTIFY is delivered at commit, so a broker never sees a delivery before
-# it is durable (and a rolled-back publish wakes nobody).
-CHANNEL = "deeplens_broker"
 
 
 # The ``priority`` extension: background work (re-embedding) is served after live work.
@@ -44,25 +35,21 @@ class Publisher(Protocol):
 def enqueue(conn: psycopg.Connection[Any], event: Event) -> int:
     """Fan an event out to its triggers inside the caller's transaction. The unique key on
     (event id, trigger) makes a re-published event a no-op, as Kafka-broker dedup would."""
-    doc = Jsonb(to_json(event))
+    doc = to_json(event)
     metrics.published(event.type)
     n = 0
     for trig in triggers_for(event.type, event.source):
-        n += execute(
+        n += deliveries.insert(
             conn,
-            ENQUEUE,
-            {
-                "id": event.id,
-                "type": event.type,
-                "trigger": trig.name,
-                "subscriber": trig.path,
-                "event": doc,
-                "priority": PRIORITY.get(event.extensions.get("priority", ""), 0),
-            },
-            table="broker_deliveries",
+            event_id=event.id,
+            event_type=event.type,
+            trigger=trig.name,
+            subscriber=trig.path,
+            event=doc,
+            priority=PRIORITY.get(event.extensions.get("priority", ""), 0),
         )
     if n:
-        execute(conn, "SELECT pg_notify('deeplens_broker', '')", table="broker_deliveries")
+        deliveries.notify(conn)
     return n
 
 

@@ -10,22 +10,29 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from typing import LiteralString
 
 from shared.auth.principal import Principal
-from shared.db import Database, execute, fetch_all, fetch_one
+from shared.db import Database
 from shared.errors import NotFound, Unauthorized
-from shared.models import ApiKeyRow
-from shared.usage import UsageService
-
-KEY_BY_PREFIX: LiteralString = """
-SELECT k.* FROM tenant_api_keys k JOIN tenants t ON t.id = k.tenant_id
-WHERE k.key_prefix = %(prefix)s AND t.deleted_at IS NULL
-"""
+from shared.store import api_keys as store
+from shared.store import tenants
+from shared.store.api_keys import ApiKeyRow
 
 
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def verify(row: ApiKeyRow | None, key: str) -> Principal:
+    """The principal of a key whose row was found by its prefix; 401 unless the row exists,
+    is not revoked and holds this key's hash (compared in constant time)."""
+    if (
+        row is None
+        or row.revoked_at is not None
+        or not hmac.compare_digest(row.key_hash, _hash(key))
+    ):
+        raise Unauthorized("invalid API key", code="invalid_api_key")
+    return Principal(tenant_id=row.tenant_id, role="User", api_key_id=row.id)
 
 
 def split_key(key: str) -> str:
@@ -51,70 +58,37 @@ class ApiKeyService:
         with self.db.tenant_tx(tenant_id) as conn:
             # A system admin may name any tenant id: an unknown one is a 404, not a
             # foreign-key error.
-            UsageService.lock_tenant(conn, tenant_id)
-            row = fetch_one(
+            tenants.lock_active(conn, tenant_id=tenant_id)
+            row = store.insert(
                 conn,
-                "INSERT INTO tenant_api_keys (id, tenant_id, name, key_prefix,"
-                " key_hash, created_by) VALUES (%(id)s, %(t)s, %(n)s, %(p)s, %(h)s,"
-                " %(by)s) RETURNING *",
-                {
-                    "id": uuid.uuid4(),
-                    "t": tenant_id,
-                    "n": name,
-                    "p": prefix,
-                    "h": _hash(key),
-                    "by": principal.user_id,
-                },
-                table="tenant_api_keys",
-                row=ApiKeyRow,
+                tenant_id=tenant_id,
+                name=name,
+                prefix=prefix,
+                key_hash=_hash(key),
+                created_by=principal.user_id,
             )
-        assert row is not None
         return row, key
 
     def list(self, principal: Principal, *, tenant_id: uuid.UUID) -> list[ApiKeyRow]:
         principal.scope(tenant_id)
         principal.require_role("Admin")
         with self.db.tenant_tx(tenant_id) as conn:
-            return fetch_all(
-                conn,
-                "SELECT * FROM tenant_api_keys WHERE tenant_id = %(t)s ORDER BY created_at",
-                {"t": tenant_id},
-                table="tenant_api_keys",
-                row=ApiKeyRow,
-            )
+            return store.list_for(conn, tenant_id=tenant_id)
 
     def revoke(self, principal: Principal, *, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
         principal.scope(tenant_id)
         principal.require_role("Admin")
         with self.db.tenant_tx(tenant_id) as conn:
-            n = execute(
-                conn,
-                "UPDATE tenant_api_keys SET revoked_at = coalesce(revoked_at, now())"
-                " WHERE id = %(id)s AND tenant_id = %(t)s",
-                {"id": key_id, "t": tenant_id},
-                table="tenant_api_keys",
-            )
-        if n == 0:
+            found = store.revoke(conn, tenant_id=tenant_id, key_id=key_id)
+        if not found:
             raise NotFound("API key not found", code="api_key_not_found")
 
     def authenticate(self, key: str) -> Principal:
+        """A key's principal, read from the database (the hot path caches it instead)."""
         prefix = split_key(key)
         with self.db.tx() as conn:
-            row = fetch_one(
-                conn, KEY_BY_PREFIX, {"prefix": prefix}, table="tenant_api_keys", row=ApiKeyRow
-            )
-            if (
-                row is None
-                or row.revoked_at is not None
-                or not hmac.compare_digest(row.key_hash, _hash(key))
-            ):
-                raise Unauthorized("invalid API key", code="invalid_api_key")
-            # last_used_at at minute precision: one write a minute per key, not one per call.
-            execute(
-                conn,
-                "UPDATE tenant_api_keys SET last_used_at = now() WHERE id = %(id)s"
-                " AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-                {"id": row.id},
-                table="tenant_api_keys",
-            )
-        return Principal(tenant_id=row.tenant_id, role="User", api_key_id=row.id)
+            row = store.by_prefix(conn, prefix=prefix)
+            principal = verify(row, key)
+            assert row is not None
+            store.used(conn, key_ids=[row.id])
+        return principal

@@ -17,14 +17,15 @@ from shared.db import Database, migrate
 from shared.embedded import embedded_database_url
 from shared.features.registry import ModelSpec, spec_for
 from shared.model_spaces import ModelSpaces
-from shared.models import TenantRow
-from shared.tenants import TenantService
+from shared.tenants import TenantResources, TenantService
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
-    from shared.admin import AdminService
+    from shared.analytics import AnalyticsService
+    from shared.collections import CollectionService
     from shared.custom_models import CustomModels
     from shared.duplicates import DuplicateService
+    from shared.failed_events import FailedEvents
     from shared.features.embedder import Embedder
     from shared.images import ImageService
     from shared.model_migrations import MigrationService
@@ -78,21 +79,17 @@ class Container(IdentityWiring):
             other.close()
         self.db.close()
 
-    # --- identity (the services themselves: shared/bootstrap_identity.py) -------------------
+    # --- tenancy (identity services: shared/bootstrap_identity.py) ---------------------------
     @cached_property
     def tenants(self) -> TenantService:
+        """Tenants and their lifecycle (builds storage and vectors: auth never asks for it)."""
         return TenantService(
             self.db,
             self.sessions,
+            TenantResources(self.storage, self.vectors, self.models),
             bucket_prefix=self.settings.storage.bucket_prefix,
-            space=lambda: self.models.platform_space(),
-            provision=self.provision,
+            signups=self.signups,
         )
-
-    def provision(self, tenant: TenantRow) -> None:
-        """Make the tenant's bucket and vector space (idempotent)."""
-        self.storage.ensure_bucket(tenant.minio_bucket_name)
-        self.vectors.ensure_space(tenant.qdrant_collection_name, self.models.platform_spec().dim)
 
     # --- pipeline adapters -----------------------------------------------------------------
     @cached_property
@@ -213,14 +210,21 @@ class Container(IdentityWiring):
         return DuplicateService(self.db, self.images, lambda: self.vectors, self.settings)
 
     @cached_property
-    def admin(self) -> AdminService:
-        from shared.admin import AdminService
+    def analytics(self) -> AnalyticsService:
+        from shared.analytics import AnalyticsService
+
+        return AnalyticsService(self.db)
+
+    @cached_property
+    def collections(self) -> CollectionService:
+        from shared.collections import CollectionService
 
         spec = spec_for(self.settings.features)
-        return AdminService(
-            self.db,
-            lambda: self.storage,
-            lambda: self.vectors,
-            lambda: self.publisher,
-            active_space=(spec.space_name, spec.dim),
-        )
+        return CollectionService(self.db, self.vectors, active_space=(spec.space_name, spec.dim))
+
+    # --- model lifecycle and failed events (helper D) ---------------------------------------
+    @cached_property
+    def failed_events(self) -> FailedEvents:
+        from shared.failed_events import FailedEvents
+
+        return FailedEvents(self.db, lambda: self.publisher)

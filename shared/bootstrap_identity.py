@@ -53,6 +53,7 @@ class IdentityWiring:
             self.hasher,
             self.settings.jwt.refresh_ttl_seconds,
             throttle=self.throttle,
+            users=self.users,
         )
 
     @cached_property
@@ -79,7 +80,7 @@ class IdentityWiring:
 
     @cached_property
     def gate(self) -> Gate:
-        """The authenticated hot path: identity cache and API-call meter (shared/hotpath.py)."""
+        """The authenticated hot path: identity cache and API-call meter (shared/hotpath/)."""
         from shared.hotpath import Gate
 
         gate = Gate(self.db, lambda: self.keys)

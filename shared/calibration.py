@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.db import execute
-
 if TYPE_CHECKING:
     from shared.bootstrap import Container
 
@@ -33,19 +31,6 @@ def fit_raw_threshold(sims: np.ndarray, target: np.ndarray, precision: float = 0
     return 0.99
 
 
-def store(container: Container, ref: str, raw: float, samples: int) -> None:
-    with container.db.tx() as conn:
-        execute(
-            conn,
-            "INSERT INTO model_calibrations (model, raw_at_threshold, samples) VALUES"
-            " (%(m)s, %(r)s, %(n)s) ON CONFLICT (model) DO UPDATE SET raw_at_threshold ="
-            " excluded.raw_at_threshold, samples = excluded.samples, fitted_at = now()",
-            {"m": ref, "r": raw, "n": samples},
-            table="model_calibrations",
-        )
-    container.models.forget()
-
-
 def calibrate_model(
     container: Container,
     ref: str,
@@ -59,6 +44,6 @@ def calibrate_model(
     g = np.asarray(embedder.embed_many(gallery), dtype=np.float32)
     q = np.asarray(embedder.embed_many(queries), dtype=np.float32)
     raw = fit_raw_threshold(q @ g.T, np.asarray(target))
-    store(container, spec.ref, raw, len(queries))
+    container.models.save_calibration(spec.ref, raw, len(queries))
     log.info("calibrated %s: raw cosine %.3f ↦ 0.7 (%d queries)", spec.ref, raw, len(queries))
     return {"model": spec.ref, "rawCosineAt0.7": raw, "queries": len(queries)}

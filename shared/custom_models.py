@@ -22,10 +22,11 @@ import httpx
 import numpy as np
 
 from shared.auth.principal import Principal
-from shared.db import Database, execute, fetch_dicts
+from shared.db import Database
 from shared.errors import Conflict, InvalidInput, TransientError, Unprocessable
 from shared.features.registry import MODELS
-from shared.model_spaces import ModelSpaces, custom_spec
+from shared.model_catalog import ModelCatalog, custom_spec
+from shared.store import custom_models as store
 
 log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -128,7 +129,7 @@ def validate(data: bytes, reg: Registration) -> None:
 
 
 class CustomModels:
-    def __init__(self, db: Database, models: ModelSpaces, root: Path) -> None:
+    def __init__(self, db: Database, models: ModelCatalog, root: Path) -> None:
         self.db, self.models, self.root = db, models, root
 
     def register(self, principal: Principal, reg: Registration) -> dict[str, Any]:
@@ -155,30 +156,19 @@ class CustomModels:
         tmp.write_bytes(data)
         os.replace(tmp, path)
         with self.db.tx() as conn:
-            if fetch_dicts(
-                conn,
-                "SELECT 1 AS n FROM custom_models WHERE name = %(n)s",
-                {"n": reg.name},
-                table="custom_models",
-            ):
+            if store.get(conn, name=reg.name) is not None:
                 raise Conflict(f"a model named {reg.name} is registered", code="model_exists")
-            execute(
+            store.insert(
                 conn,
-                "INSERT INTO custom_models (name, source, path, sha256, dim, input_size, mean,"
-                " std, pooling) VALUES (%(n)s, %(src)s, %(p)s, %(sha)s, %(d)s, %(s)s, %(m)s,"
-                " %(sd)s, %(pool)s)",
-                {
-                    "n": reg.name,
-                    "src": reg.source,
-                    "p": str(path),
-                    "sha": sha,
-                    "d": reg.dim,
-                    "s": reg.input_size,
-                    "m": list(reg.mean),
-                    "sd": list(reg.std),
-                    "pool": reg.pooling,
-                },
-                table="custom_models",
+                name=reg.name,
+                source=reg.source,
+                path=str(path),
+                sha256=sha,
+                dim=reg.dim,
+                input_size=reg.input_size,
+                mean=list(reg.mean),
+                std=list(reg.std),
+                pooling=reg.pooling,
             )
         self.models.forget()
         spec = self.models.spec(reg.name)
@@ -201,24 +191,16 @@ class CustomModels:
     def list(self, principal: Principal) -> list[dict[str, Any]]:
         principal.require_system_admin()
         with self.db.tx() as conn:
-            rows = fetch_dicts(
-                conn, "SELECT name FROM custom_models ORDER BY name", table="custom_models"
-            )
-        return [self.describe(r["name"]) for r in rows]
+            names = store.names(conn)
+        return [self.describe(name) for name in names]
 
     def ensure_file(self, name: str) -> None:
         """An instance without the file (another node) fetches it from its source again and
         checks it is the registered one."""
         with self.db.tx() as conn:
-            rows = fetch_dicts(
-                conn,
-                "SELECT * FROM custom_models WHERE name = %(n)s",
-                {"n": name},
-                table="custom_models",
-            )
-        if not rows or Path(rows[0]["path"]).is_file():
+            row = store.get(conn, name=name)
+        if row is None or Path(row["path"]).is_file():
             return
-        row = rows[0]
         data = read_source(row["source"])
         if hashlib.sha256(data).hexdigest() != row["sha256"]:
             raise TransientError(f"{row['source']} no longer holds the registered model")

@@ -185,7 +185,7 @@ PRINCIPAL_KEY = "deeplens.principal"
 
 async def authenticated(request: Request) -> Principal:
     """FastAPI dependency: a JWT (Bearer) or an API key (X-API-Key, or Bearer dl_…), with the
-    account's current rights (shared/hotpath.py). Data-plane calls were already authenticated
+    account's current rights (shared/hotpath/). Data-plane calls were already authenticated
     and counted by the QuotaGate middleware; elsewhere suspended tenants are refused but calls
     are not counted (a tenant over its quota can still sign in and read its usage)."""
     # In the request's own scope: func-python's server (hypercorn) shares one ``state`` dict
@@ -221,9 +221,14 @@ def _authenticate(request: Request) -> Principal:
     return principal
 
 
+async def services(request: Request) -> Container:
+    """``container`` as a dependency: async, so FastAPI does not spend a threadpool hop on it."""
+    return container(request)
+
+
 # Declared once for every handler module: the caller (authenticated) and the services.
 Auth = Annotated[Principal, Depends(authenticated)]
-Services = Annotated[Container, Depends(container)]
+Services = Annotated[Container, Depends(services)]
 
 
 def client_ip(request: Request) -> str | None:

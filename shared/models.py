@@ -1,57 +1,26 @@
-"""Row types (psycopg ``class_row``) and the camelCase API schemas built from them."""
+"""The camelCase API schemas, built from the row types of shared/store/."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from shared.store.api_keys import ApiKeyRow
 from shared.store.tenants import TenantRow
+from shared.store.users import UserRow
 
-__all__ = ["ApiModel", "ApiKeyRow", "TenantRow", "UserRow"]
+# TenantRow is re-exported while modules outside identity and tenancy still import it from here.
+__all__ = ["ApiKeyOut", "ApiModel", "TenantOut", "TenantRow", "TokenPair", "UserOut"]
 
 
 class ApiModel(BaseModel):
     """JSON bodies in and out are camelCase, as in the seed's endpoint tables."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-@dataclass
-class UserRow:
-    id: uuid.UUID
-    tenant_id: uuid.UUID | None
-    email: str
-    password_hash: str
-    first_name: str | None
-    last_name: str | None
-    role: str
-    is_active: bool
-    email_verified: bool
-    last_login_at: datetime | None
-    failed_login_attempts: int
-    locked_until: datetime | None
-    profile_image_url: str | None
-    created_at: datetime
-    updated_at: datetime
-    deleted_at: datetime | None
-
-
-@dataclass
-class ApiKeyRow:
-    id: uuid.UUID
-    tenant_id: uuid.UUID
-    name: str
-    key_prefix: str
-    key_hash: str
-    created_by: uuid.UUID | None
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
 
 
 class TenantOut(ApiModel):

@@ -1,27 +1,20 @@
-"""A tenant's users: list, invite, change role, deactivate; plus the system admin account."""
+"""A tenant's users: list, invite, change role, deactivate; self-registration where a tenant
+allows it; the caller's own identity; plus the system admin account."""
 
 from __future__ import annotations
 
 import secrets
 import uuid
-from typing import LiteralString
 
 from shared.auth.passwords import PasswordHasher
 from shared.auth.principal import ROLE_RANK, Principal
-from shared.db import Database, execute, fetch_all, fetch_one
+from shared.db import Database
 from shared.errors import Forbidden, InvalidInput, NotFound
-from shared.models import UserRow
+from shared.store import sessions, tenants, users
+from shared.store.tenants import TenantRow
+from shared.store.users import UserRow
 from shared.telemetry import span
-from shared.tenants import INSERT_USER
 from shared.usage import UsageService
-
-LIST_USERS: LiteralString = """
-SELECT * FROM users WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
-ORDER BY created_at LIMIT %(limit)s OFFSET %(offset)s
-"""
-USER_IN_TENANT: LiteralString = """
-SELECT * FROM users WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND deleted_at IS NULL
-"""
 
 
 class UserService:
@@ -34,38 +27,27 @@ class UserService:
         principal.scope(tenant_id)
         principal.require_role("Admin")
         with self.db.tenant_tx(tenant_id) as conn:
-            return fetch_all(
-                conn,
-                LIST_USERS,
-                {"tenant_id": tenant_id, "limit": limit, "offset": offset},
-                table="users",
-                row=UserRow,
-            )
+            return users.list_in_tenant(conn, tenant_id=tenant_id, limit=limit, offset=offset)
 
     def get(self, principal: Principal, *, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserRow:
         principal.scope(tenant_id)
         with self.db.tenant_tx(tenant_id) as conn:
-            u = fetch_one(
-                conn,
-                USER_IN_TENANT,
-                {"id": user_id, "tenant_id": tenant_id},
-                table="users",
-                row=UserRow,
-            )
+            u = users.in_tenant(conn, tenant_id=tenant_id, user_id=user_id)
         if u is None:
             raise NotFound("user not found", code="user_not_found")
         return u
 
-    def get_any(self, user_id: uuid.UUID) -> UserRow | None:
-        """The caller's own row (``/me``): the id comes from a verified token."""
+    def me(self, principal: Principal) -> tuple[UserRow | None, TenantRow | None]:
+        """The caller's own account (none for an API key) and tenant (none for a system
+        admin): the ids come from a verified credential."""
         with self.db.tx() as conn:
-            return fetch_one(
-                conn,
-                "SELECT * FROM users WHERE id = %(id)s AND deleted_at IS NULL",
-                {"id": user_id},
-                table="users",
-                row=UserRow,
-            )
+            user = users.get(conn, user_id=principal.user_id) if principal.user_id else None
+            if principal.tenant_id is None:
+                return user, None
+            tenant = tenants.get(conn, tenant_id=principal.tenant_id)
+        if tenant is None:
+            raise NotFound("tenant not found", code="tenant_not_found")
+        return user, tenant
 
     def invite(
         self,
@@ -94,14 +76,26 @@ class UserService:
     def register(
         self,
         *,
-        tenant_id: uuid.UUID,
+        tenant_slug: str,
         email: str,
         password: str,
-        first_name: str | None,
-        last_name: str | None,
+        first_name: str | None = None,
+        last_name: str | None = None,
     ) -> UserRow:
-        """Self-registration (only where the tenant allows it; checked by the caller)."""
-        return self._add(tenant_id, email, password, first_name, last_name, "User")
+        """Self-registration, only into an active tenant whose settings allow it
+        (``allowSelfRegistration``). One answer whether the slug is unknown, closed or
+        suspended: registration must not tell outsiders which tenants exist."""
+        with self.db.tx() as conn:
+            tenant = tenants.by_slug(conn, slug=tenant_slug)
+        if (
+            tenant is None
+            or not tenant.settings.get("allowSelfRegistration")
+            or tenant.status != "Active"
+        ):
+            raise Forbidden(
+                "no tenant with this slug accepts self-registration", code="registration_closed"
+            )
+        return self._add(tenant.id, email, password, first_name, last_name, "User")
 
     def _add(
         self,
@@ -116,23 +110,15 @@ class UserService:
         hashed = self.hasher.hash(password)  # before the lock: bcrypt is slow on purpose
         with self.db.tenant_tx(tenant_id) as conn:
             UsageService.reserve_user(conn, tenant_id)
-            user = fetch_one(
+            return users.insert(
                 conn,
-                INSERT_USER,
-                {
-                    "id": uuid.uuid4(),
-                    "tenant_id": tenant_id,
-                    "email": email.strip(),
-                    "hash": hashed,
-                    "first": first_name,
-                    "last": last_name,
-                    "role": role,
-                },
-                table="users",
-                row=UserRow,
+                tenant_id=tenant_id,
+                email=email,
+                password_hash=hashed,
+                first_name=first_name,
+                last_name=last_name,
+                role=role,
             )
-        assert user is not None
-        return user
 
     def update(
         self,
@@ -156,29 +142,11 @@ class UserService:
             )
         with self.db.tx() as conn:
             if role is not None:
-                execute(
-                    conn,
-                    "UPDATE users SET role = %(r)s, updated_at = now()"
-                    " WHERE id = %(id)s AND tenant_id = %(t)s",
-                    {"r": role, "id": user_id, "t": tenant_id},
-                    table="users",
-                )
+                users.set_role(conn, tenant_id=tenant_id, user_id=user_id, role=role)
             if is_active is not None:
-                execute(
-                    conn,
-                    "UPDATE users SET is_active = %(a)s, updated_at = now()"
-                    " WHERE id = %(id)s AND tenant_id = %(t)s",
-                    {"a": is_active, "id": user_id, "t": tenant_id},
-                    table="users",
-                )
+                users.set_active(conn, tenant_id=tenant_id, user_id=user_id, active=is_active)
                 if not is_active:
-                    execute(
-                        conn,
-                        "UPDATE refresh_tokens SET revoked_at = now()"
-                        " WHERE user_id = %(id)s AND revoked_at IS NULL",
-                        {"id": user_id},
-                        table="refresh_tokens",
-                    )
+                    sessions.revoke_user(conn, user_id=user_id)
         return self.get(principal, tenant_id=tenant_id, user_id=user_id)
 
     @staticmethod
@@ -194,20 +162,10 @@ class UserService:
 
     def create_system_admin(self, *, email: str, password: str) -> UserRow:
         with self.db.tx() as conn:
-            user = fetch_one(
+            return users.insert(
                 conn,
-                INSERT_USER,
-                {
-                    "id": uuid.uuid4(),
-                    "tenant_id": None,
-                    "email": email.strip(),
-                    "hash": self.hasher.hash(password),
-                    "first": None,
-                    "last": None,
-                    "role": "SystemAdmin",
-                },
-                table="users",
-                row=UserRow,
+                tenant_id=None,
+                email=email,
+                password_hash=self.hasher.hash(password),
+                role="SystemAdmin",
             )
-        assert user is not None
-        return user

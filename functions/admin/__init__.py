@@ -2,33 +2,30 @@
 
 Routes: GET /api/tenants/{id}/analytics; POST /api/tenants/{id}/suspend, /reactivate;
 DELETE /api/tenants/{id}; GET /api/collections; POST/DELETE /api/collections/{name};
-GET /api/admin/failed-events, GET /api/admin/failed-events/{id},
-POST /api/admin/failed-events/{id}/replay; GET /api/admin/status (live platform status);
-the model lifecycle under /api/admin/models (functions/admin/models.py).
+GET /api/admin/status (live platform status); failed events under /api/admin/failed-events
+(functions/admin/failed_events.py); the model lifecycle under /api/admin/models
+(functions/admin/models.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import Field
 
+from functions.admin.failed_events import router as failed_events_router
 from functions.admin.models import router as models_router
-from shared.admin import FailedEventRow
-from shared.auth.principal import Principal
-from shared.http import authenticated, container
+from shared.http import Auth, Services
 from shared.models import ApiModel
 from shared.status import service_for
-from shared.validation import Limit, Offset
 
 router = APIRouter(tags=["admin"])
 # Flat, not include_router: every function's router lists its own routes (the route inventory
 # of the attack suite and the infra checks walk router.routes).
 router.routes.extend(models_router.routes)
-Auth = Annotated[Principal, Depends(authenticated)]
+router.routes.extend(failed_events_router.routes)
 
 
 class CollectionOut(ApiModel):
@@ -46,101 +43,59 @@ class CollectionIn(ApiModel):
 CollectionName = Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-class FailedEventOut(ApiModel):
-    id: uuid.UUID
-    event_id: str
-    event_type: str
-    source: str
-    subject: str | None
-    tenant_id: uuid.UUID | None
-    error: str | None
-    attempts: int
-    received_at: datetime
-    replayed_at: datetime | None
-    event: dict[str, Any] | None = None
-
-    @classmethod
-    def of(cls, row: FailedEventRow, *, full: bool = False) -> FailedEventOut:
-        out = cls.model_validate(row, from_attributes=True)
-        if not full:
-            out.event = None
-        return out
-
-
 @router.get("/api/tenants/{tenant_id}/analytics")
-def analytics(tenant_id: uuid.UUID, request: Request, principal: Auth) -> dict[str, Any]:
-    return container(request).admin.analytics(principal, tenant_id)
+def analytics(tenant_id: uuid.UUID, principal: Auth, c: Services) -> dict[str, Any]:
+    return c.analytics.tenant(principal, tenant_id=tenant_id)
 
 
 @router.post("/api/tenants/{tenant_id}/suspend", status_code=204)
-def suspend(tenant_id: uuid.UUID, request: Request, principal: Auth) -> Response:
-    container(request).admin.set_status(principal, tenant_id, "Suspended")
+def suspend(tenant_id: uuid.UUID, principal: Auth, c: Services) -> Response:
+    c.tenants.set_status(principal, tenant_id=tenant_id, status="Suspended")
     return Response(status_code=204)
 
 
 @router.post("/api/tenants/{tenant_id}/reactivate", status_code=204)
-def reactivate(tenant_id: uuid.UUID, request: Request, principal: Auth) -> Response:
-    container(request).admin.set_status(principal, tenant_id, "Active")
+def reactivate(tenant_id: uuid.UUID, principal: Auth, c: Services) -> Response:
+    c.tenants.set_status(principal, tenant_id=tenant_id, status="Active")
     return Response(status_code=204)
 
 
 @router.delete("/api/tenants/{tenant_id}", status_code=204)
-def delete_tenant(tenant_id: uuid.UUID, request: Request, principal: Auth) -> Response:
-    container(request).admin.delete_tenant(principal, tenant_id)
+def delete_tenant(tenant_id: uuid.UUID, principal: Auth, c: Services) -> Response:
+    c.tenants.delete(principal, tenant_id=tenant_id)
     return Response(status_code=204)
 
 
 @router.get("/api/collections", response_model=list[CollectionOut])
-def collections(request: Request, principal: Auth) -> list[CollectionOut]:
+def collections(principal: Auth, c: Services) -> list[CollectionOut]:
     return [
         CollectionOut(name=s.name, vectors=s.vectors, dimension=s.dim, distance=s.distance)
-        for s in container(request).admin.collections(principal)
+        for s in c.collections.list(principal)
     ]
 
 
 @router.post("/api/collections/{name}", status_code=201, response_model=CollectionOut)
 def create_collection(
-    name: CollectionName, body: CollectionIn, request: Request, principal: Auth
+    name: CollectionName, body: CollectionIn, principal: Auth, c: Services
 ) -> CollectionOut:
-    container(request).admin.create_collection(principal, name, body.vector_size, body.distance)
+    c.collections.create(principal, name=name, size=body.vector_size, distance=body.distance)
     return CollectionOut(name=name, vectors=0, dimension=body.vector_size, distance="Cosine")
 
 
 @router.delete("/api/collections/{name}", status_code=204)
 def delete_collection(
-    name: CollectionName, request: Request, principal: Auth, force: bool = False
+    name: CollectionName, principal: Auth, c: Services, force: bool = False
 ) -> Response:
-    container(request).admin.delete_collection(principal, name, force=force)
+    c.collections.delete(principal, name=name, force=force)
     return Response(status_code=204)
 
 
-@router.get("/api/admin/failed-events", response_model=list[FailedEventOut])
-def failed_events(
-    request: Request,
-    principal: Auth,
-    limit: Annotated[Limit, Query()] = 50,
-    offset: Annotated[Offset, Query()] = 0,
-) -> list[FailedEventOut]:
-    rows = container(request).admin.failed_events(principal, limit=limit, offset=offset)
-    return [FailedEventOut.of(r) for r in rows]
-
-
-@router.get("/api/admin/failed-events/{event_id}", response_model=FailedEventOut)
-def failed_event(event_id: uuid.UUID, request: Request, principal: Auth) -> FailedEventOut:
-    return FailedEventOut.of(container(request).admin.failed_event(principal, event_id), full=True)
-
-
-@router.post("/api/admin/failed-events/{event_id}/replay", response_model=FailedEventOut)
-def replay(event_id: uuid.UUID, request: Request, principal: Auth) -> FailedEventOut:
-    return FailedEventOut.of(container(request).admin.replay(principal, event_id), full=True)
-
-
 @router.get("/api/admin/status")
-def platform_status(request: Request, principal: Auth) -> dict[str, Any]:
+def platform_status(principal: Auth, c: Services) -> dict[str, Any]:
     """Backlog, throughput, failures in the last hour and per-stage latency (system admins;
     the same metrics /metrics exposes, see shared/status.py)."""
     principal.require_system_admin()
-    return service_for(container(request).db).status()
+    return service_for(c.db).status()
 
 
 def warm(c: Any) -> None:

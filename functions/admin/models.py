@@ -12,17 +12,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from shared.auth.principal import Principal
 from shared.custom_models import Registration
-from shared.http import authenticated, container
+from shared.http import Auth, Services
 from shared.models import ApiModel
 
 router = APIRouter(tags=["models"])
-Auth = Annotated[Principal, Depends(authenticated)]
 # No NUL or control characters in any text field.
 PLAIN = r"^[^\x00-\x1f\x7f]+$"
 Ref = Annotated[str, Field(min_length=1, max_length=200, pattern=PLAIN)]
@@ -48,44 +46,43 @@ class RegisterIn(ApiModel):
 
 
 @router.get("/api/admin/models")
-def status(request: Request, principal: Auth, tenant_id: uuid.UUID | None = None) -> Any:
-    return container(request).migrations.status(principal, tenant_id=tenant_id)
+def status(c: Services, principal: Auth, tenant_id: uuid.UUID | None = None) -> Any:
+    return c.migrations.status(principal, tenant_id=tenant_id)
 
 
 @router.post("/api/admin/models/migrate", status_code=202)
-def migrate(body: MigrateIn, request: Request, principal: Auth) -> Any:
-    return container(request).migrations.migrate(principal, body.to, tenant_id=body.tenant_id)
+def migrate(body: MigrateIn, c: Services, principal: Auth) -> Any:
+    return c.migrations.migrate(principal, body.to, tenant_id=body.tenant_id)
 
 
 @router.post("/api/admin/models/cutover")
-def cutover(body: TenantIn, request: Request, principal: Auth) -> Any:
-    return {"tenants": container(request).migrations.cutover(principal, tenant_id=body.tenant_id)}
+def cutover(body: TenantIn, c: Services, principal: Auth) -> Any:
+    return {"tenants": c.migrations.cutover(principal, tenant_id=body.tenant_id)}
 
 
 @router.post("/api/admin/models/rollback")
-def rollback(body: TenantIn, request: Request, principal: Auth) -> Any:
-    c = container(request)
+def rollback(body: TenantIn, c: Services, principal: Auth) -> Any:
     return {"tenants": c.migrations.rollback(principal, tenant_id=body.tenant_id)}
 
 
 @router.post("/api/admin/models/cleanup")
-def cleanup(body: TenantIn, request: Request, principal: Auth) -> Any:
-    return {"tenants": container(request).migrations.cleanup(principal, tenant_id=body.tenant_id)}
+def cleanup(body: TenantIn, c: Services, principal: Auth) -> Any:
+    return {"tenants": c.migrations.cleanup(principal, tenant_id=body.tenant_id)}
 
 
 @router.post("/api/admin/models/reindex", status_code=202)
-def reindex(body: TenantIn, request: Request, principal: Auth) -> Any:
-    n = container(request).migrations.reindex(principal, tenant_id=body.tenant_id)
+def reindex(body: TenantIn, c: Services, principal: Auth) -> Any:
+    n = c.migrations.reindex(principal, tenant_id=body.tenant_id)
     return {"tenantsQueued": n}
 
 
 @router.get("/api/admin/models/custom")
-def custom(request: Request, principal: Auth) -> Any:
-    return container(request).custom_models.list(principal)
+def custom(c: Services, principal: Auth) -> Any:
+    return c.custom_models.list(principal)
 
 
 @router.post("/api/admin/models/custom", status_code=201)
-async def register(body: RegisterIn, request: Request, principal: Auth) -> dict[str, Any]:
+async def register(body: RegisterIn, c: Services, principal: Auth) -> dict[str, Any]:
     reg = Registration(
         name=body.name,
         source=body.source,
@@ -96,7 +93,5 @@ async def register(body: RegisterIn, request: Request, principal: Auth) -> dict[
         pooling=body.pooling,
     )
     # Fetching and probing a model is slow and blocking: off the event loop.
-    result: dict[str, Any] = await run_in_threadpool(
-        container(request).custom_models.register, principal, reg
-    )
+    result: dict[str, Any] = await run_in_threadpool(c.custom_models.register, principal, reg)
     return result

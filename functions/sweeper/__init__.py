@@ -30,7 +30,7 @@ def sweep(c: Container) -> dict[str, Any]:
     for row in c.pipeline.deleted():
         c.images.purge(row)
         purged += 1
-    tenants = c.admin.purge_deleted_tenants()
+    tenants = c.tenants.purge_deleted()
     # Model migrations resume here after a crash (and stale re-embeddings are queued again).
     backfill = c.migrations.top_up()
     return {

@@ -10,11 +10,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import model_validator
 
-from shared.auth.principal import Principal
-from shared.http import authenticated, client_ip, container
+from shared.http import Auth, Services, client_ip
 from shared.models import ApiKeyOut, ApiModel, TenantOut, UserOut
 from shared.validation import (
     Bytes,
@@ -35,7 +34,6 @@ from shared.validation import (
 )
 
 router = APIRouter(tags=["tenants"])
-Auth = Annotated[Principal, Depends(authenticated)]
 
 
 class TenantCreateIn(ApiModel):
@@ -111,11 +109,10 @@ class ApiKeyCreatedOut(ApiModel):
 
 
 @router.post("/api/tenants", response_model=TenantCreatedOut, status_code=201)
-def create_tenant(body: TenantCreateIn, request: Request) -> TenantCreatedOut:
+def create_tenant(body: TenantCreateIn, request: Request, c: Services) -> TenantCreatedOut:
     """Public sign-up: a Free tenant with its owner, signed in. Tiers are changed by an
     operator (PUT as system admin). Rate-limited per client address."""
-    container(request).signups.take(client_ip(request))
-    tenant, pair = container(request).tenants.create(
+    tenant, pair = c.tenants.sign_up(
         name=body.name,
         slug=body.slug,
         description=body.description,
@@ -139,50 +136,47 @@ def create_tenant(body: TenantCreateIn, request: Request) -> TenantCreatedOut:
 
 @router.get("/api/tenants", response_model=list[TenantOut])
 def list_tenants(
-    request: Request,
     principal: Auth,
+    c: Services,
     limit: Annotated[Limit, Query()] = 50,
     offset: Annotated[Offset, Query()] = 0,
 ) -> list[TenantOut]:
-    rows = container(request).tenants.list(principal, limit=limit, offset=offset)
-    return [TenantOut.of(t) for t in rows]
+    return [TenantOut.of(t) for t in c.tenants.list(principal, limit=limit, offset=offset)]
 
 
 @router.get("/api/tenants/slug/{slug}", response_model=TenantOut)
-def tenant_by_slug(slug: Annotated[Slug, Path()], request: Request, principal: Auth) -> TenantOut:
-    return TenantOut.of(container(request).tenants.get_by_slug(principal, slug))
+def tenant_by_slug(slug: Annotated[Slug, Path()], principal: Auth, c: Services) -> TenantOut:
+    return TenantOut.of(c.tenants.get_by_slug(principal, slug))
 
 
 @router.get("/api/tenants/{tenant_id}", response_model=TenantOut)
-def get_tenant(tenant_id: uuid.UUID, request: Request, principal: Auth) -> TenantOut:
-    return TenantOut.of(container(request).tenants.get(principal, tenant_id))
+def get_tenant(tenant_id: uuid.UUID, principal: Auth, c: Services) -> TenantOut:
+    return TenantOut.of(c.tenants.get(principal, tenant_id=tenant_id))
 
 
 @router.put("/api/tenants/{tenant_id}", response_model=TenantOut)
 def update_tenant(
-    tenant_id: uuid.UUID, body: TenantUpdateIn, request: Request, principal: Auth
+    tenant_id: uuid.UUID, body: TenantUpdateIn, principal: Auth, c: Services
 ) -> TenantOut:
     changes = body.model_dump(exclude_unset=True)
-    return TenantOut.of(container(request).tenants.update(principal, tenant_id, changes))
+    return TenantOut.of(c.tenants.update(principal, tenant_id=tenant_id, changes=changes))
 
 
 @router.get("/api/tenants/{tenant_id}/users", response_model=list[UserOut])
 def list_users(
     tenant_id: uuid.UUID,
-    request: Request,
     principal: Auth,
+    c: Services,
     limit: Annotated[Limit, Query()] = 50,
     offset: Annotated[Offset, Query()] = 0,
 ) -> list[UserOut]:
-    rows = container(request).users.list(principal, tenant_id=tenant_id, limit=limit, offset=offset)
+    rows = c.users.list(principal, tenant_id=tenant_id, limit=limit, offset=offset)
     return [UserOut.of(u) for u in rows]
 
 
 @router.post("/api/tenants/{tenant_id}/users", response_model=InvitedOut, status_code=201)
-def invite_user(
-    tenant_id: uuid.UUID, body: InviteIn, request: Request, principal: Auth
-) -> InvitedOut:
-    user, temporary = container(request).users.invite(
+def invite_user(tenant_id: uuid.UUID, body: InviteIn, principal: Auth, c: Services) -> InvitedOut:
+    user, temporary = c.users.invite(
         principal,
         tenant_id=tenant_id,
         email=body.email,
@@ -196,47 +190,38 @@ def invite_user(
 
 @router.put("/api/tenants/{tenant_id}/users/{user_id}", response_model=UserOut)
 def update_user(
-    tenant_id: uuid.UUID, user_id: uuid.UUID, body: UserUpdateIn, request: Request, principal: Auth
+    tenant_id: uuid.UUID, user_id: uuid.UUID, body: UserUpdateIn, principal: Auth, c: Services
 ) -> UserOut:
-    return UserOut.of(
-        container(request).users.update(
-            principal,
-            tenant_id=tenant_id,
-            user_id=user_id,
-            role=body.role,
-            is_active=body.is_active,
-        )
+    user = c.users.update(
+        principal, tenant_id=tenant_id, user_id=user_id, role=body.role, is_active=body.is_active
     )
+    return UserOut.of(user)
 
 
 @router.delete("/api/tenants/{tenant_id}/users/{user_id}", status_code=204)
 def deactivate_user(
-    tenant_id: uuid.UUID, user_id: uuid.UUID, request: Request, principal: Auth
+    tenant_id: uuid.UUID, user_id: uuid.UUID, principal: Auth, c: Services
 ) -> Response:
-    container(request).users.update(
-        principal, tenant_id=tenant_id, user_id=user_id, is_active=False
-    )
+    c.users.update(principal, tenant_id=tenant_id, user_id=user_id, is_active=False)
     return Response(status_code=204)
 
 
 @router.get("/api/tenants/{tenant_id}/api-keys", response_model=list[ApiKeyOut])
-def list_api_keys(tenant_id: uuid.UUID, request: Request, principal: Auth) -> list[ApiKeyOut]:
-    return [
-        ApiKeyOut.of(k) for k in container(request).api_keys.list(principal, tenant_id=tenant_id)
-    ]
+def list_api_keys(tenant_id: uuid.UUID, principal: Auth, c: Services) -> list[ApiKeyOut]:
+    return [ApiKeyOut.of(k) for k in c.api_keys.list(principal, tenant_id=tenant_id)]
 
 
 @router.post("/api/tenants/{tenant_id}/api-keys", response_model=ApiKeyCreatedOut, status_code=201)
 def create_api_key(
-    tenant_id: uuid.UUID, body: ApiKeyCreateIn, request: Request, principal: Auth
+    tenant_id: uuid.UUID, body: ApiKeyCreateIn, principal: Auth, c: Services
 ) -> ApiKeyCreatedOut:
-    row, key = container(request).api_keys.create(principal, tenant_id=tenant_id, name=body.name)
+    row, key = c.api_keys.create(principal, tenant_id=tenant_id, name=body.name)
     return ApiKeyCreatedOut(api_key=ApiKeyOut.of(row), key=key)
 
 
 @router.delete("/api/tenants/{tenant_id}/api-keys/{key_id}", status_code=204)
 def revoke_api_key(
-    tenant_id: uuid.UUID, key_id: uuid.UUID, request: Request, principal: Auth
+    tenant_id: uuid.UUID, key_id: uuid.UUID, principal: Auth, c: Services
 ) -> Response:
-    container(request).api_keys.revoke(principal, tenant_id=tenant_id, key_id=key_id)
+    c.api_keys.revoke(principal, tenant_id=tenant_id, key_id=key_id)
     return Response(status_code=204)

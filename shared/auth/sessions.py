@@ -10,56 +10,27 @@ import hashlib
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, LiteralString
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from shared import metrics
 from shared.auth.keys import TokenKeys
 from shared.auth.passwords import PasswordHasher
-from shared.db import Database, execute, fetch_all, fetch_one
+from shared.db import Database
 from shared.errors import Conflict, Forbidden, Unauthorized
-from shared.models import TenantRow, TokenPair, UserOut, UserRow
+from shared.models import TokenPair, UserOut
+from shared.store import sessions as store
+from shared.store import tenants, users
+from shared.store.tenants import TenantRow
+from shared.store.users import UserRow
 from shared.telemetry import span
 from shared.usage import LoginThrottle
 
+if TYPE_CHECKING:
+    from shared.users import UserService
+
 INVALID = "invalid email or password"
-
-USERS_BY_EMAIL: LiteralString = """
-SELECT u.* FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id
-WHERE lower(u.email) = lower(%(email)s) AND u.deleted_at IS NULL
-  AND (t.id IS NULL OR t.deleted_at IS NULL)
-  AND (%(slug)s::text IS NULL OR t.slug = %(slug)s)
-ORDER BY u.created_at
-LIMIT 20
-"""
-TENANT_BY_ID: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL"
-USER_BY_ID: LiteralString = "SELECT * FROM users WHERE id = %(id)s AND deleted_at IS NULL"
-INSERT_REFRESH: LiteralString = """
-INSERT INTO refresh_tokens (id, user_id, token_hash, family_id, expires_at, created_by_ip,
-                            user_agent)
-VALUES (%(id)s, %(user_id)s, %(hash)s, %(family)s, %(expires)s, %(ip)s, %(ua)s)
-"""
-TOUCH_LOGIN: LiteralString = """
-UPDATE users SET last_login_at = now(), failed_login_attempts = 0, updated_at = now()
-WHERE id = %(id)s
-"""
-COUNT_FAILED: LiteralString = """
-UPDATE users SET failed_login_attempts = failed_login_attempts + 1 WHERE id = ANY(%(ids)s)
-"""
-
-
-class RefreshRow:
-    def __init__(
-        self,
-        id: uuid.UUID,
-        user_id: uuid.UUID,
-        family_id: uuid.UUID,
-        expires_at: datetime,
-        revoked_at: datetime | None,
-    ):
-        self.id, self.user_id, self.family_id = id, user_id, family_id
-        self.expires_at, self.revoked_at = expires_at, revoked_at
 
 
 def _hash_token(token: str) -> str:
@@ -75,9 +46,33 @@ class SessionService:
         refresh_ttl: int,
         *,
         throttle: LoginThrottle | None = None,
+        users: UserService | None = None,
     ):
         self.db, self.keys, self.hasher, self.refresh_ttl = db, keys, hasher, refresh_ttl
-        self.throttle = throttle
+        self.throttle, self.users = throttle, users
+
+    # --- register ------------------------------------------------------------------------
+    def register(
+        self,
+        *,
+        tenant_slug: str,
+        email: str,
+        password: str,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> TokenPair:
+        """Self-registration into a tenant that allows it (UserService.register), signed in."""
+        assert self.users is not None, "SessionService built without users: no registration"
+        self.users.register(
+            tenant_slug=tenant_slug,
+            email=email,
+            password=password,
+            first_name=first_name,
+            last_name=last_name,
+        )
+        return self.login(email, password, tenant_slug=tenant_slug, ip=ip, user_agent=user_agent)
 
     # --- login ---------------------------------------------------------------------------
     @metrics.counts_logins
@@ -96,13 +91,7 @@ class SessionService:
             if self.throttle is not None:
                 self.throttle.check(email, ip)
             with self.db.tx() as conn:
-                candidates = fetch_all(
-                    conn,
-                    USERS_BY_EMAIL,
-                    {"email": email, "slug": tenant_slug},
-                    table="users",
-                    row=UserRow,
-                )
+                candidates = users.by_email(conn, email=email, slug=tenant_slug)
             if not candidates:
                 self.hasher.verify(password, None)
                 s.set_attribute("auth.result", "failure")
@@ -112,7 +101,7 @@ class SessionService:
             matches = [u for u in candidates if self.hasher.verify(password, u.password_hash)]
             if not matches:
                 with self.db.tx() as conn:
-                    execute(conn, COUNT_FAILED, {"ids": [u.id for u in candidates]}, table="users")
+                    users.count_failed(conn, user_ids=[u.id for u in candidates])
                 s.set_attribute("auth.result", "failure")
                 if self.throttle is not None:
                     self.throttle.failed(email, ip)
@@ -128,7 +117,7 @@ class SessionService:
             with self.db.tx() as conn:
                 self._check_can_sign_in(conn, user)
                 pair = self._issue(conn, user, family=uuid.uuid4(), ip=ip, ua=user_agent)
-                execute(conn, TOUCH_LOGIN, {"id": user.id}, table="users")
+                users.signed_in(conn, user_id=user.id)
             if self.throttle is not None:
                 self.throttle.succeeded(email, ip)
             s.set_attribute("auth.result", "success")
@@ -139,9 +128,7 @@ class SessionService:
             raise Forbidden("this account is deactivated", code="account_disabled")
         if user.tenant_id is None:
             return None
-        tenant = fetch_one(
-            conn, TENANT_BY_ID, {"id": user.tenant_id}, table="tenants", row=TenantRow
-        )
+        tenant = tenants.get(conn, tenant_id=user.tenant_id)
         if tenant is None:
             raise Unauthorized(INVALID, code="invalid_credentials")
         if tenant.status == "Suspended":
@@ -168,28 +155,18 @@ class SessionService:
             )
             refresh = secrets.token_urlsafe(32)
             new_id = uuid.uuid4()
-            execute(
+            store.insert(
                 conn,
-                INSERT_REFRESH,
-                {
-                    "id": new_id,
-                    "user_id": user.id,
-                    "hash": _hash_token(refresh),
-                    "family": family,
-                    "expires": datetime.now(UTC) + timedelta(seconds=self.refresh_ttl),
-                    "ip": ip,
-                    "ua": (ua or "")[:256] or None,
-                },
-                table="refresh_tokens",
+                token_id=new_id,
+                user_id=user.id,
+                token_hash=_hash_token(refresh),
+                family_id=family,
+                expires_at=datetime.now(UTC) + timedelta(seconds=self.refresh_ttl),
+                ip=ip,
+                user_agent=(ua or "")[:256] or None,
             )
             if replaces is not None:
-                execute(
-                    conn,
-                    "UPDATE refresh_tokens SET revoked_at = now(), replaced_by = %(new)s"
-                    " WHERE id = %(old)s",
-                    {"new": new_id, "old": replaces},
-                    table="refresh_tokens",
-                )
+                store.replaced(conn, token_id=replaces, by=new_id)
         return TokenPair(
             access_token=access, refresh_token=refresh, expires_in=ttl, user=UserOut.of(user)
         )
@@ -203,22 +180,13 @@ class SessionService:
         already rotated means it leaked, so the whole family is revoked."""
         with span("token.refresh") as s:
             with self.db.tx() as conn:
-                row = fetch_one(
-                    conn,
-                    "SELECT id, user_id, family_id, expires_at, revoked_at FROM refresh_tokens"
-                    " WHERE token_hash = %(h)s FOR UPDATE",
-                    {"h": _hash_token(token)},
-                    table="refresh_tokens",
-                    row=RefreshRow,
-                )
+                row = store.lock_by_hash(conn, token_hash=_hash_token(token))
                 if row is None:
                     raise Unauthorized("invalid refresh token", code="invalid_refresh_token")
                 if row.revoked_at is None:
                     if row.expires_at <= datetime.now(UTC):
                         raise Unauthorized("refresh token expired", code="refresh_token_expired")
-                    user = fetch_one(
-                        conn, USER_BY_ID, {"id": row.user_id}, table="users", row=UserRow
-                    )
+                    user = users.get(conn, user_id=row.user_id)
                     if user is None:
                         raise Unauthorized("invalid refresh token", code="invalid_refresh_token")
                     self._check_can_sign_in(conn, user)
@@ -227,13 +195,7 @@ class SessionService:
                         conn, user, family=row.family_id, ip=ip, ua=user_agent, replaces=row.id
                     )
                 # Reuse: revoke the family and let this transaction commit before refusing.
-                execute(
-                    conn,
-                    "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now())"
-                    " WHERE family_id = %(f)s",
-                    {"f": row.family_id},
-                    table="refresh_tokens",
-                )
+                store.revoke_family(conn, family_id=row.family_id)
             s.set_attribute("auth.result", "reuse_detected")
             raise Unauthorized(
                 "refresh token was already used; sessions revoked", code="refresh_token_reused"
@@ -243,14 +205,7 @@ class SessionService:
         """Revoke the token's whole family (this device's session). Unknown tokens are a no-op,
         so logout is idempotent."""
         with span("token.revoke"), self.db.tx() as conn:
-            execute(
-                conn,
-                "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now())"
-                " WHERE family_id = (SELECT family_id FROM refresh_tokens"
-                " WHERE token_hash = %(h)s)",
-                {"h": _hash_token(token)},
-                table="refresh_tokens",
-            )
+            store.revoke_family_of(conn, token_hash=_hash_token(token))
 
     def issue_for(
         self,

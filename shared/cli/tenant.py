@@ -51,7 +51,7 @@ def cmd(args: argparse.Namespace) -> int:
                     f" {t.max_api_calls_per_day:>10} {t.max_storage_bytes:>14}  {t.id}"
                 )
         elif args.tenant_command == "usage":
-            a = c.admin.analytics(OPERATOR, _tenant(c, args.slug).id)
+            a = c.analytics.tenant(OPERATOR, tenant_id=_tenant(c, args.slug).id)
             for key in (
                 "tier",
                 "status",
@@ -69,7 +69,9 @@ def cmd(args: argparse.Namespace) -> int:
             ):
                 _print(f"{key:<16} {a[key]}")
         elif args.tenant_command == "set-tier":
-            t = c.tenants.update(OPERATOR, _tenant(c, args.slug).id, {"tier": args.tier})
+            t = c.tenants.update(
+                OPERATOR, tenant_id=_tenant(c, args.slug).id, changes={"tier": args.tier}
+            )
             _print(
                 f"{t.slug}: tier {t.tier} (storage {t.max_storage_bytes}, users"
                 f" {t.max_users}, calls/day {t.max_api_calls_per_day})"
@@ -86,14 +88,14 @@ def cmd(args: argparse.Namespace) -> int:
             }
             if not changes:
                 raise SystemExit("give --storage, --users or --calls")
-            t = c.tenants.update(OPERATOR, _tenant(c, args.slug).id, changes)
+            t = c.tenants.update(OPERATOR, tenant_id=_tenant(c, args.slug).id, changes=changes)
             _print(
                 f"{t.slug}: storage {t.max_storage_bytes}, users {t.max_users},"
                 f" calls/day {t.max_api_calls_per_day}"
             )
         elif args.tenant_command in ("suspend", "reactivate"):
             status = "Suspended" if args.tenant_command == "suspend" else "Active"
-            c.admin.set_status(OPERATOR, _tenant(c, args.slug).id, status)
+            c.tenants.set_status(OPERATOR, tenant_id=_tenant(c, args.slug).id, status=status)
             _print(f"{args.slug}: {status}")
     finally:
         c.close()

@@ -1,0 +1,136 @@
+"""The ``broker_deliveries`` table: the durable queue of the PostgreSQL broker (one row per
+event and trigger). Publishers insert; brokers claim with a lease, then mark each delivery
+done, due again later, or dead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from shared.db import execute, fetch_all
+
+Conn = psycopg.Connection[Any]
+
+# Brokers LISTEN here; NOTIFY is delivered at commit, so a broker never sees a delivery before
+# it is durable (and a rolled-back publish wakes nobody).
+CHANNEL = "deeplens_broker"
+
+
+@dataclass
+class Delivery:
+    id: int
+    event: dict[str, Any]
+    subscriber: str
+    attempts: int
+
+
+INSERT: LiteralString = """
+INSERT INTO broker_deliveries (event_id, event_type, trigger_name, subscriber, event, priority)
+VALUES (%(id)s, %(type)s, %(trigger)s, %(subscriber)s, %(event)s, %(priority)s)
+ON CONFLICT (event_id, trigger_name) DO NOTHING
+"""
+NOTIFY: LiteralString = "SELECT pg_notify('deeplens_broker', '')"
+LISTEN: LiteralString = "LISTEN deeplens_broker"
+# Claiming pushes next_attempt_at out by the lease: a delivery whose process died is picked up
+# again when the lease ends (that is the redelivery after a crash). Higher priority first: live
+# work (0) is never queued behind background re-embedding (-1, see events.publisher.PRIORITY).
+CLAIM: LiteralString = """
+UPDATE broker_deliveries SET attempts = attempts + 1,
+    next_attempt_at = now() + make_interval(secs => %(lease)s), updated_at = now()
+WHERE id IN (SELECT id FROM broker_deliveries
+             WHERE status = 'pending' AND next_attempt_at <= now()
+               AND (%(subscribers)s::text[] IS NULL OR subscriber = ANY(%(subscribers)s))
+             ORDER BY priority DESC, next_attempt_at, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+RETURNING id, event, subscriber, attempts
+"""
+RECLAIM: LiteralString = """
+UPDATE broker_deliveries SET next_attempt_at = now()
+WHERE status = 'pending' AND next_attempt_at > now() AND attempts > 0
+"""
+DONE: LiteralString = """
+UPDATE broker_deliveries SET status = 'done', updated_at = now(), last_error = NULL
+WHERE id = %(id)s
+"""
+RETRY_LATER: LiteralString = """
+UPDATE broker_deliveries SET last_error = %(e)s, updated_at = now(),
+    next_attempt_at = now() + make_interval(secs => %(s)s) WHERE id = %(id)s
+"""
+DEAD: LiteralString = """
+UPDATE broker_deliveries SET status = 'dead', last_error = %(e)s, updated_at = now()
+WHERE id = %(id)s
+"""
+FORGET_DEAD: LiteralString = (
+    "DELETE FROM broker_deliveries WHERE event_id = %(e)s AND status = 'dead'"
+)
+
+
+def insert(
+    conn: Conn,
+    *,
+    event_id: str,
+    event_type: str,
+    trigger: str,
+    subscriber: str,
+    event: dict[str, Any],
+    priority: int,
+) -> int:
+    """One delivery; 0 when the (event id, trigger) pair is already queued."""
+    params = {
+        "id": event_id,
+        "type": event_type,
+        "trigger": trigger,
+        "subscriber": subscriber,
+        "event": Jsonb(event),
+        "priority": priority,
+    }
+    return execute(conn, INSERT, params, table="broker_deliveries")
+
+
+def notify(conn: Conn) -> None:
+    """Wake every broker at commit."""
+    execute(conn, NOTIFY, table="broker_deliveries")
+
+
+def listener(url: str) -> Conn:
+    """A connection of its own (autocommit) that LISTENs on the broker's channel: iterate
+    its ``notifies()``; close it (``with``) when done."""
+    conn = psycopg.connect(url, autocommit=True)
+    try:
+        conn.execute(LISTEN)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def claim(conn: Conn, *, n: int, lease: float, subscribers: list[str] | None) -> list[Delivery]:
+    """Up to ``n`` due deliveries (for these subscribers; None: any), leased for ``lease``
+    seconds. One statement: claim and lease are atomic."""
+    params = {"lease": lease, "n": n, "subscribers": subscribers}
+    return fetch_all(conn, CLAIM, params, table="broker_deliveries", row=Delivery)
+
+
+def reclaim(conn: Conn) -> int:
+    """Deliveries leased by a broker that died are due now (only when one broker runs)."""
+    return execute(conn, RECLAIM, table="broker_deliveries")
+
+
+def done(conn: Conn, *, delivery_id: int) -> None:
+    execute(conn, DONE, {"id": delivery_id}, table="broker_deliveries")
+
+
+def retry_later(conn: Conn, *, delivery_id: int, error: str, delay: float) -> None:
+    params = {"e": error, "s": delay, "id": delivery_id}
+    execute(conn, RETRY_LATER, params, table="broker_deliveries")
+
+
+def dead(conn: Conn, *, delivery_id: int, error: str) -> None:
+    execute(conn, DEAD, {"e": error, "id": delivery_id}, table="broker_deliveries")
+
+
+def forget_dead(conn: Conn, *, event_id: str) -> int:
+    """Drop an event's dead deliveries, so a replay of it is queued again."""
+    return execute(conn, FORGET_DEAD, {"e": event_id}, table="broker_deliveries")
