@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Unpack
 
 from fastapi import FastAPI
 
@@ -28,19 +28,25 @@ from shared.telemetry import setup_telemetry
 
 if TYPE_CHECKING:
     from events.broker import LocalBroker
-    from shared.bootstrap import Container
+    from shared.bootstrap import Adapters, Container
 
 log = logging.getLogger("deeplens")
 
 
-def new(**overrides: Any) -> DeepLensFunction:
+def new(
+    target: str | None = None, *, only: list[str] | None = None, **overrides: Unpack[Adapters]
+) -> DeepLensFunction:
     """Construct the function instance (func-python calls this with no arguments)."""
-    return DeepLensFunction(**overrides)
+    return DeepLensFunction(target, only=only, **overrides)
 
 
 class DeepLensFunction:
     def __init__(
-        self, target: str | None = None, *, only: list[str] | None = None, **overrides: Any
+        self,
+        target: str | None = None,
+        *,
+        only: list[str] | None = None,
+        **overrides: Unpack[Adapters],
     ):
         if target is None:  # func-python's new() takes no arguments: the platform's variable
             target = Settings.from_env(os.environ).function_target

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from shared.bootstrap_identity import IdentityWiring
 from shared.config import Settings
@@ -35,6 +35,16 @@ if TYPE_CHECKING:
     from shared.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
+
+
+class Adapters(TypedDict, total=False):
+    """What a caller may pass instead of the real adapters (tests; ``function.new(**…)``)."""
+
+    storage: ObjectStore
+    vectors: VectorIndex
+    embedder: Embedder
+    publisher: Publisher
+    run_migrations: bool
 
 
 class Container(IdentityWiring):
