@@ -97,7 +97,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_client_commands(sub: Any) -> None:
+def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--url", default=ClientSettings().url)
         p.add_argument("--api-key", default=None)

@@ -176,7 +176,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_models_commands(sub: Any) -> None:
+def add_models_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     models = sub.add_parser("models", help="change the model without downtime")
     msub = models.add_subparsers(dest="models_command", required=True)
 

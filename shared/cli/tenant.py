@@ -6,14 +6,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared.auth.principal import SYSTEM_ADMIN, Principal
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Container
+    from shared.store.tenants import TenantRow
 
 OPERATOR = Principal(tenant_id=None, role=SYSTEM_ADMIN)
 
 
-def _container(args: argparse.Namespace) -> Any:
+def _container(args: argparse.Namespace) -> Container:
     from shared.bootstrap import Container
     from shared.config import Settings
 
@@ -25,7 +29,7 @@ def _container(args: argparse.Namespace) -> Any:
     return c
 
 
-def _tenant(c: Any, slug: str) -> Any:
+def _tenant(c: Container, slug: str) -> TenantRow:
     t = c.tenants.get_by_slug_internal(slug)
     if t is None:
         raise SystemExit(f"no tenant with slug {slug!r}")
@@ -102,7 +106,7 @@ def cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_tenant_commands(sub: Any) -> None:
+def add_tenant_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tenant = sub.add_parser("tenant", help="operate tenants (tiers, limits, suspension)")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="the data dir of `deeplens up` (embedded database)")

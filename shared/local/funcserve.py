@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from shared.http import Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from function import DeepLensFunction
 
-def trust_ingress(handle: Any) -> Any:
+ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def trust_ingress(handle: ASGI) -> ASGI:
     """The client address is the one the local ingress saw: it replaces any X-Forwarded-For
     a client sent with the peer address, so one hop is trusted (sign-in throttling per address
     keeps working behind it). Function ports listen on 127.0.0.1 only."""
@@ -31,12 +37,12 @@ def trust_ingress(handle: Any) -> Any:
     return app
 
 
-def new() -> Any:
+def new() -> DeepLensFunction:
     """func-python's constructor, with the ingress's client address applied."""
     import function
 
     fn = function.new()
-    fn.handle = trust_ingress(fn.handle)  # type: ignore[method-assign]
+    fn.handle = trust_ingress(fn.handle)  # type: ignore[method-assign,assignment]
     return fn
 
 

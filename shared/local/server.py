@@ -4,13 +4,21 @@ start/stop, /health/liveness and /health/readiness answer from alive()/ready()."
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared.http import Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from function import DeepLensFunction
+
 
 class LocalServer:
-    def __init__(self, fn: Any, env: Mapping[str, str], on_stop: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        fn: DeepLensFunction,
+        env: Mapping[str, str],
+        on_stop: Callable[[], None] | None = None,
+    ):
         self.fn, self.env, self.on_stop = fn, env, on_stop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
