@@ -12,8 +12,9 @@ from shared.local_features import (
     region_proposals,
     verify,
 )
+from shared.quality.edits import _screenshot
+from shared.quality.photoset import _texture
 from tests.photos import encode, photo
-from tests.quality.photoset import _screenshot, _texture
 
 
 def test_pack_roundtrip_is_compact() -> None:
