@@ -22,6 +22,7 @@ the whole set): for iterating on dev without touching test.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -121,7 +122,9 @@ def run(
         ingest_s = time.perf_counter() - started
         runs: dict[str, list[list[dict[str, Any]]]] = {m: [] for m in modes}
         query_ms: dict[str, list[float]] = {m: [] for m in modes}
-        for q in ds.queries:
+        for n, q in enumerate(ds.queries):
+            if n % 100 == 0:
+                sys.stderr.write(f"eval: query {n}/{len(ds.queries)}\n")
             for mode in modes:
                 t0 = time.perf_counter()
                 r = p.client.post(
