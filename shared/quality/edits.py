@@ -93,7 +93,10 @@ def _text_overlay(img: Image.Image) -> Image.Image:
 
 def _perspective(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     w, h = img.size
-    j = lambda: rng.uniform(0.04, 0.12)  # noqa: E731
+
+    def j() -> float:
+        return float(rng.uniform(0.04, 0.12))
+
     quad = (
         w * j(), h * j(),
         w * j(), h * (1 - j()),
