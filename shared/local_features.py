@@ -49,7 +49,7 @@ _MAGIC = b"ORB1"
 
 
 @functools.cache
-def _cv() -> Any:
+def cv_module() -> Any:
     """OpenCV, imported on first use: functions that never verify (most of them) do not pay
     its ~30 MB and import time at cold start."""
     import cv2
@@ -60,12 +60,12 @@ def _cv() -> Any:
 
 @functools.cache
 def _clahe() -> Any:
-    return _cv().createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    return cv_module().createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
 
 
 @functools.cache
 def _matcher() -> Any:
-    return _cv().BFMatcher(_cv().NORM_HAMMING)
+    return cv_module().BFMatcher(cv_module().NORM_HAMMING)
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def to_grey(img: Image.Image, side: int, *, upscale: bool = False) -> np.ndarray
 
 
 def extract_image(img: Image.Image, *, side: int, features: int) -> LocalFeatures:
-    cv2 = _cv()
+    cv2 = cv_module()
     grey = to_grey(img, side, upscale=True)
     orb = cv2.ORB_create(nfeatures=features, fastThreshold=10)
     keypoints, desc = orb.detectAndCompute(grey, None)
@@ -214,7 +214,7 @@ def verify(
     """
     if len(query) < 8 or len(candidate) < 8:
         return NOT_VERIFIED
-    cv2 = _cv()
+    cv2 = cv_module()
     pairs = _matcher().knnMatch(query.descriptors, candidate.descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
     if len(good) < max(8, min_inliers):
@@ -264,7 +264,7 @@ def verify(
 def _sane(homography: np.ndarray, points: np.ndarray, w: int, h: int) -> bool:
     """A plausible copy transform: bounded scale change and shear, inliers spread over at
     least MIN_COVER of the candidate (their convex hull)."""
-    cv2 = _cv()
+    cv2 = cv_module()
     a = homography[:2, :2] / homography[2, 2]
     det = float(np.linalg.det(a))
     if not 1 / 64 <= abs(det) <= 64:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from PIL import Image
 
 from shared.imaging import open_image
-from shared.local_features import to_grey
+from shared.local_features import cv_module, to_grey
 
 
 def _segments(flat: np.ndarray, min_gap: int) -> list[tuple[int, int]]:
@@ -62,7 +63,7 @@ def _xy_cut(
     return leaves
 
 
-FLAT_STD = 3.0  # grey levels: a line this uniform is a gutter, margin or bar
+FLAT_STD = 1.5  # grey levels: a line this uniform is a gutter, margin or bar (3 cut plain photos)
 
 
 def region_proposals(data: bytes, *, max_regions: int = 4) -> list[bytes]:
@@ -84,10 +85,60 @@ def region_proposals(data: bytes, *, max_regions: int = 4) -> list[bytes]:
             boxes.append((frac, x0, y0, x1, y1))
     boxes.sort(reverse=True)
     out = []
+    upright = _derotated(img, g)
+    if upright is not None:
+        out.append(_jpeg(upright))
     sx, sy = img.width / w, img.height / h
-    for _frac, x0, y0, x1, y1 in boxes[:max_regions]:
-        crop = img.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)))
-        buf = io.BytesIO()
-        crop.save(buf, "JPEG", quality=92)
-        out.append(buf.getvalue())
+    for _frac, x0, y0, x1, y1 in boxes[: max_regions - len(out)]:
+        out.append(
+            _jpeg(img.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy))))
+        )
     return out
+
+
+def _jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+# A rotated copy: the picture turned by some angle on a uniform fill (what every editor's
+# "rotate" leaves). The global embedding is not rotation invariant (rotations of 15-45° lost the
+# original among the candidates on texture-like photos), so the picture is turned back upright.
+FILL_TOLERANCE = 24  # grey levels from the corners' fill colour that still count as fill
+MIN_ANGLE = 4.0  # degrees: below this the embedding copes, and crops are not worth it
+MIN_FILLED = 0.9  # the content's share of its rotated rectangle (a rotated picture fills it)
+
+
+def _derotated(img: Image.Image, g: np.ndarray) -> Image.Image | None:
+    """The picture inside a rotated copy, turned back upright (within ±45°), or None."""
+    h, w = g.shape
+    k = max(2, min(h, w) // 40)
+    corners = [g[:k, :k], g[:k, -k:], g[-k:, :k], g[-k:, -k:]]
+    fills = [float(np.median(c)) for c in corners]
+    if max(float(c.std()) for c in corners) > 6 or max(fills) - min(fills) > 8:
+        return None  # the corners are not one uniform fill colour
+    cv2 = cv_module()
+    mask = (np.abs(g - float(np.median(fills))) > FILL_TOLERANCE).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    biggest = max(contours, key=cv2.contourArea)
+    (cx, cy), (rw, rh), angle = cv2.minAreaRect(biggest)
+    if angle > 45:  # OpenCV's angle is in (0, 90]: take the smaller turn
+        angle, rw, rh = angle - 90, rh, rw
+    area = rw * rh
+    if (
+        abs(angle) < MIN_ANGLE
+        or area < 0.25 * w * h
+        or cv2.contourArea(biggest) < MIN_FILLED * area
+    ):
+        return None
+    sx, sy = img.width / w, img.height / h
+    m = cv2.getRotationMatrix2D((cx * sx, cy * sy), angle, 1.0)
+    rgb = cv2.warpAffine(
+        np.asarray(img), m, img.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    size = (max(8, round(rw * sx) - 4), max(8, round(rh * sy) - 4))  # trim the edge's blend
+    return Image.fromarray(cv2.getRectSubPix(rgb, size, (cx * sx, cy * sy)))
