@@ -36,11 +36,14 @@ def _segments(flat: np.ndarray, min_gap: int) -> list[tuple[int, int]]:
     return out
 
 
-def _xy_cut(
-    grey: np.ndarray, box: tuple[int, int, int, int], depth: int
-) -> list[tuple[int, int, int, int]]:
+Box = tuple[int, int, int, int]
+
+
+def _xy_cut(grey: np.ndarray, box: Box, depth: int, loose: list[Box] | None = None) -> list[Box]:
     """Recursive XY-cut: split a box along flat rows, then flat columns (gutters, margins,
-    window chrome), until nothing splits. Returns the leaves as (x0, y0, x1, y1)."""
+    window chrome), until nothing splits. Returns the leaves as (x0, y0, x1, y1). A box whose
+    flat margins are trimmed off goes to ``loose`` first: the margins may be the picture's
+    own (a scan's black surround), and its original has them too."""
     x0, y0, x1, y1 = box
     sub = grey[y0:y1, x0:x1]
     if depth == 0 or sub.shape[0] < 16 or sub.shape[1] < 16:
@@ -52,14 +55,16 @@ def _xy_cut(
         tight = (x0 + c[0], y0 + r[0], x0 + c[1], y0 + r[1])
         if tight == box:
             return [box]
-        return _xy_cut(grey, tight, depth - 1)
+        if loose is not None:
+            loose.append(box)
+        return _xy_cut(grey, tight, depth - 1, loose)
     leaves = []
     if len(rows) > 1:
         for a, b in rows:
-            leaves += _xy_cut(grey, (x0, y0 + a, x1, y0 + b), depth - 1)
+            leaves += _xy_cut(grey, (x0, y0 + a, x1, y0 + b), depth - 1, loose)
     else:
         for a, b in cols:
-            leaves += _xy_cut(grey, (x0 + a, y0, x0 + b, y1), depth - 1)
+            leaves += _xy_cut(grey, (x0 + a, y0, x0 + b, y1), depth - 1, loose)
     return leaves
 
 
@@ -77,13 +82,18 @@ def region_proposals(data: bytes, *, max_regions: int = 4) -> list[bytes]:
     img = open_image(data, draft=(512, 512))
     g = to_grey(img, 512).astype(np.float32)
     h, w = g.shape
-    leaves = _xy_cut(g, (0, 0, w, h), 6)
+    loose: list[Box] = []
+    leaves = _xy_cut(g, (0, 0, w, h), 6, loose)
     boxes = []
     for x0, y0, x1, y1 in leaves:
         frac = (x1 - x0) * (y1 - y0) / (w * h)
         if 0.06 <= frac <= 0.85 and min(x1 - x0, y1 - y0) >= 24:
             boxes.append((frac, x0, y0, x1, y1))
     boxes.sort(reverse=True)
+    for x0, y0, x1, y1 in loose:  # after the leaves, when there is room
+        frac = (x1 - x0) * (y1 - y0) / (w * h)
+        if 0.06 <= frac <= 0.85 and (frac, x0, y0, x1, y1) not in boxes:
+            boxes.append((frac, x0, y0, x1, y1))
     out = []
     upright = _derotated(img, g)
     if upright is not None:
@@ -126,14 +136,13 @@ def _derotated(img: Image.Image, g: np.ndarray) -> Image.Image | None:
         return None
     biggest = max(contours, key=cv2.contourArea)
     (cx, cy), (rw, rh), angle = cv2.minAreaRect(biggest)
-    if angle > 45:  # OpenCV's angle is in (0, 90]: take the smaller turn
-        angle, rw, rh = angle - 90, rh, rw
+    if abs(angle) > 45:  # OpenCV's angle spans 90° (its range varies by version): turn less
+        angle, rw, rh = angle - 90 if angle > 0 else angle + 90, rh, rw
     area = rw * rh
-    if (
-        abs(angle) < MIN_ANGLE
-        or area < 0.25 * w * h
-        or cv2.contourArea(biggest) < MIN_FILLED * area
-    ):
+    # The hull, not the contour: content as light as the fill at the picture's edge (a sky)
+    # bites into the contour but not into its hull.
+    filled = cv2.contourArea(cv2.convexHull(biggest))
+    if abs(angle) < MIN_ANGLE or area < 0.25 * w * h or filled < MIN_FILLED * area:
         return None
     sx, sy = img.width / w, img.height / h
     m = cv2.getRotationMatrix2D((cx * sx, cy * sy), angle, 1.0)
