@@ -157,8 +157,8 @@ def compare_local_features(images: int, singles: int, admin_url: str) -> dict:  
             images,
             singles,
             admin_url,
-            {"DEEPLENS_LOCAL_FEATURES": "true" if on else "false"},
-            f"ingest-local-features-{i}-{'on' if on else 'off'}",
+            extra_env={"DEEPLENS_LOCAL_FEATURES": "true" if on else "false"},
+            name=f"ingest-local-features-{i}-{'on' if on else 'off'}",
         )
         runs.append((on, doc["rows"][1]["value"]))
     off = [v for on, v in runs if not on]
