@@ -25,7 +25,8 @@ from shared.db import Database, execute
 from shared.errors import InvalidInput, NotFound
 from shared.features.registry import ModelSpec, spec_for
 from shared.images import active_tenant
-from shared.local_features import Region, Verification, extract_query, region_proposals
+from shared.local_features import Region, Verification, extract_query
+from shared.regions import region_proposals
 from shared.telemetry import span
 from shared.verification import background, final_similarity, load, verify_all
 

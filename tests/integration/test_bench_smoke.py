@@ -44,10 +44,10 @@ def test_benchmark_smoke(
 def test_quality_eval_smoke(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import tests.perf._common as common
-    from tests.quality import eval as quality
+    from shared.quality import eval as quality
+    from shared.quality import harness
 
-    monkeypatch.setattr(common, "OUT", tmp_path)
+    monkeypatch.setattr(harness, "OUT", tmp_path)
     quality.main(["--smoke"])
     doc = json.loads((tmp_path / "quality.json").read_text())
     families = {r["family"] for r in doc["rows"]}

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from shared.quality.edits import _screenshot
+from shared.quality.photoset import _texture
 from tests.conftest import Platform
 from tests.integration.test_duplicates import run_pipeline
 from tests.integration.test_pipeline import upload
 from tests.photos import encode, photo
-from tests.quality.photoset import _screenshot, _texture
 
 pytestmark = pytest.mark.integration
 

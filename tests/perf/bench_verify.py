@@ -25,9 +25,10 @@ import numpy as np
 import psycopg
 
 from shared.auth.principal import Principal
+from shared.quality.edits import edit_family, jpeg
+from shared.quality.photoset import originals
 from shared.search import Stages
 from tests.perf._common import add_admin_url, percentile, report
-from tests.quality.photoset import edit_family, jpeg, originals
 
 
 def _pad(p: Any, tenant_id: uuid.UUID, space: str, real: list[uuid.UUID], n: int) -> None:

@@ -9,11 +9,12 @@ from shared.local_features import (
     LocalFeatures,
     extract,
     extract_query,
-    region_proposals,
     verify,
 )
+from shared.quality.edits import _screenshot
+from shared.quality.photoset import _texture
+from shared.regions import region_proposals
 from tests.photos import encode, photo
-from tests.quality.photoset import _screenshot, _texture
 
 
 def test_pack_roundtrip_is_compact() -> None:

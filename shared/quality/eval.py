@@ -6,40 +6,33 @@ uploaded with ``POST /api/images/upload`` and goes through the real pipeline; ev
 ``POST /api/images/search`` by image, once with geometric verification (the default) and once
 with ``verify=false`` (the embedding alone: the behaviour before issue 15).
 
-The originals are split by name into dev and test (tests/quality/photoset.py). Thresholds are
+The originals are split by name into dev and test (shared/quality/photoset.py). Thresholds are
 fitted on dev only; the headline figures are the test split's. Metrics per query: top-1 (the
 original ranks first), mAP (one relevant item: the mean reciprocal rank, 0 when it is not in
 the top 20); recall@t (the original is returned with similarity ≥ t); precision@t (of all
 returned pairs with similarity ≥ t, the share that are query→original; pairs beyond the top 20
 count as below t).
 
-    deeplens eval [--faces 200] [--smoke]
+    deeplens eval [--faces 200] [--smoke] [--split dev] [--family screenshot ...] [--verified-only]
+
+``--split``/``--family``/``--verified-only`` run a subset of the queries (the gallery is always
+the whole set): for iterating on dev without touching test.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import time
-import uuid
-from pathlib import Path
-from tempfile import mkdtemp
 from typing import Any
 
 import numpy as np
-import psycopg
 
-from tests.perf._common import report
-from tests.quality.photoset import EvalSet, build
+from shared.quality import harness
+from shared.quality.photoset import EvalSet, build
 
 TOP = 20
 GRID = [round(float(t), 3) for t in np.arange(0.40, 1.0, 0.005)]
-
-
-def _admin_url() -> str:
-    return os.environ.get(
-        "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
 
 
 def _score(runs: list[list[dict[str, Any]]], target: list[str], t: float) -> dict[str, float]:
@@ -80,67 +73,80 @@ def best_recall_at(runs: list[list[dict[str, Any]]], target: list[str], precisio
     )
 
 
-def _platform(ds: EvalSet, data_dir: Path, db_url: str) -> tuple[Any, dict[str, Any], list[str]]:
-    from tests.conftest import make_platform
-    from tests.integration.test_duplicates import run_pipeline
-
-    p = make_platform(db_url, data_dir)
-    t = p.signup("Eval")
-    with p.container.db.tx() as conn:  # a library this size is past the Free tier's day
-        conn.execute(
-            "UPDATE tenants SET max_api_calls_per_day = 10000000, max_storage_bytes = 100000000000"
-        )
+def _ingest(p: harness.Platform, headers: dict[str, str], ds: EvalSet) -> list[str]:
     ids = []
     for i, blob in enumerate(ds.gallery):
         r = p.client.post(
-            "/api/images/upload", headers=t["headers"], files={"file": (f"g{i}.jpg", blob)}
+            "/api/images/upload", headers=headers, files={"file": (f"g{i}.jpg", blob)}
         )
         assert r.status_code == 202, r.text
         ids.append(r.json()["imageId"])
         if i % 50 == 49:
-            run_pipeline(p)
-    run_pipeline(p)
-    return p, t, ids
+            p.run_pipeline()
+    p.run_pipeline()
+    return ids
 
 
-def run(faces: int, limit_originals: int | None = None) -> dict[str, Any]:
+def _select(ds: EvalSet, split: str | None, families: list[str] | None) -> EvalSet:
+    keep = [
+        i
+        for i in range(len(ds.queries))
+        if (split is None or ds.query_split[i] == split)
+        and (not families or ds.query_family[i] in families)
+    ]
+    return EvalSet(
+        ds.gallery_names,
+        ds.gallery,
+        [ds.queries[i] for i in keep],
+        [ds.query_family[i] for i in keep],
+        [ds.query_target[i] for i in keep],
+        [ds.query_split[i] for i in keep],
+        ds.originals,
+    )
+
+
+def run(
+    faces: int,
+    limit_originals: int | None = None,
+    *,
+    split_only: str | None = None,
+    families: list[str] | None = None,
+    verified_only: bool = False,
+) -> dict[str, Any]:
     started = time.perf_counter()
-    ds = build(faces, limit_originals)
-    name = f"deeplens_eval_{uuid.uuid4().hex[:10]}"
-    admin = _admin_url()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = f"{admin.rpartition('/')[0]}/{name}"
-    p = None
-    try:
-        p, tenant, ids = _platform(ds, Path(mkdtemp(prefix="deeplens-eval-")), db_url)
+    ds = _select(build(faces, limit_originals), split_only, families)
+    modes = ("verified",) if verified_only else ("embedding", "verified")
+    with harness.platform_on_scratch_db() as p:
+        headers = p.signup("Eval")
+        ids = _ingest(p, headers, ds)
         ingest_s = time.perf_counter() - started
-        runs: dict[str, list[list[dict[str, Any]]]] = {"embedding": [], "verified": []}
-        query_ms: dict[str, list[float]] = {"embedding": [], "verified": []}
-        for q in ds.queries:
-            for mode, verify in (("embedding", "false"), ("verified", "true")):
+        runs: dict[str, list[list[dict[str, Any]]]] = {m: [] for m in modes}
+        query_ms: dict[str, list[float]] = {m: [] for m in modes}
+        for n, q in enumerate(ds.queries):
+            if n % 100 == 0:
+                sys.stderr.write(f"eval: query {n}/{len(ds.queries)}\n")
+            for mode in modes:
                 t0 = time.perf_counter()
                 r = p.client.post(
                     "/api/images/search",
-                    headers=tenant["headers"],
+                    headers=headers,
                     files={"file": ("q.jpg", q)},
-                    data={"limit": str(TOP), "threshold": "0", "verify": verify},
+                    data={
+                        "limit": str(TOP),
+                        "threshold": "0",
+                        "verify": "true" if mode == "verified" else "false",
+                    },
                 )
                 query_ms[mode].append((time.perf_counter() - t0) * 1000)
                 assert r.status_code == 200, r.text
                 runs[mode].append(r.json())
-    finally:
-        if p is not None:
-            p.fn.stop()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     target = [ids[t] for t in ds.query_target]
     split = np.array(ds.query_split)
     fam = np.array(ds.query_family)
     rows: list[dict[str, Any]] = []
     fitted: dict[str, float] = {}
     summary: dict[str, Any] = {}
-    for mode in ("embedding", "verified"):
+    for mode in modes:
         dev = [i for i in range(len(target)) if split[i] == "dev"]
         dev_t = fit_threshold([runs[mode][i] for i in dev], [target[i] for i in dev], 0.99)
         fitted[mode] = dev_t
@@ -184,7 +190,7 @@ def run(faces: int, limit_originals: int | None = None) -> dict[str, Any]:
                 (k for k, r in enumerate(runs[mode][i]) if r["imageId"] == target[i]), None
             ),
         }
-        for mode in ("embedding", "verified")
+        for mode in modes
         for i in range(len(target))
         if not runs[mode][i] or runs[mode][i][0]["imageId"] != target[i]
     ]
@@ -194,7 +200,7 @@ def run(faces: int, limit_originals: int | None = None) -> dict[str, Any]:
         for r in runs["verified"][i]
         if r.get("verified")
     ]
-    return report(
+    return harness.report(
         "quality",
         rows,
         gallery=len(ds.gallery),
@@ -218,11 +224,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--faces", type=int, default=200)
     ap.add_argument("--smoke", action="store_true", help="4 originals, 10 faces")
+    ap.add_argument("--split", choices=["dev", "test"], help="only this split's queries")
+    ap.add_argument("--family", action="append", help="only this edit family (repeatable)")
+    ap.add_argument("--verified-only", action="store_true", help="skip the verify=false runs")
     a = ap.parse_args(argv)
+    subset = {"split_only": a.split, "families": a.family, "verified_only": a.verified_only}
     if a.smoke:
-        run(10, limit_originals=4)
+        run(10, limit_originals=4, **subset)
     else:
-        run(a.faces)
+        run(a.faces, **subset)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,148 @@
+"""The in-process platform the evaluation runs against, and its report.
+
+Shipped code (``deeplens eval``) must not import the test suite, so this is the little of it the
+evaluation needs: every function in one instance over its real ASGI handler, on a throw-away
+database of the PostgreSQL named by ``DEEPLENS_TEST_ADMIN_URL``; the pipeline's events driven
+by hand (the broker is not started), each delivered over HTTP as the broker would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from tempfile import mkdtemp
+from typing import Any
+
+import psycopg
+
+# Where report() writes NAME.json (the benchmarks' folder, as `deeplens bench` does).
+OUT = Path(os.environ.get("DEEPLENS_BENCH_OUT", Path.cwd() / "tests" / "perf" / "results"))
+PIPELINE = ("/events/process-image", "/events/extract", "/events/index-vector")
+
+
+def admin_url() -> str:
+    return os.environ.get(
+        "DEEPLENS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+class Platform:
+    """A started function instance and an HTTP client over its ASGI handler."""
+
+    def __init__(self, db_url: str, data_dir: Path, **overrides: Any) -> None:
+        from fastapi.testclient import TestClient
+
+        from function import new
+
+        self.fn = new(**overrides)
+        self.fn.start(
+            {
+                "DEEPLENS_ENV": "test",
+                "DEEPLENS_DATABASE_URL": db_url,
+                "DEEPLENS_DATA_DIR": str(data_dir),
+                "DEEPLENS_BCRYPT_ROUNDS": "4",
+                "DEEPLENS_BROKER_AUTOSTART": "0",
+                "DEEPLENS_SIGNUPS_PER_ADDRESS_PER_HOUR": "100000",
+            }
+        )
+        self.client = TestClient(self.fn.handle, raise_server_exceptions=False)
+
+    @property
+    def container(self) -> Any:
+        return self.fn.container
+
+    def signup(self, name: str) -> dict[str, str]:
+        """A tenant without the Free tier's daily limits; returns its auth headers."""
+        r = self.client.post(
+            "/api/tenants",
+            json={
+                "name": name,
+                "adminEmail": f"owner-{uuid.uuid4().hex[:6]}@example.com",
+                "adminPassword": "correct horse battery",
+            },
+        )
+        assert r.status_code == 201, r.text
+        with self.container.db.tx() as conn:
+            conn.execute(
+                "UPDATE tenants SET max_api_calls_per_day = 10000000,"
+                " max_storage_bytes = 100000000000"
+            )
+        return {"Authorization": f"Bearer {r.json()['accessToken']}"}
+
+    def run_pipeline(self) -> None:
+        """Deliver every pending upload event through process-image → extract → index-vector."""
+        from events.auth import sender_headers
+        from events.codec import decode, encode_binary, from_json
+
+        auth = sender_headers(self.container.settings)
+        with self.container.db.tx() as conn:
+            rows = conn.execute(
+                "SELECT event FROM broker_deliveries WHERE status = 'pending' ORDER BY id"
+            ).fetchall()
+        for (raw,) in rows:
+            ev = from_json(raw)
+            for path in PIPELINE:
+                headers, body = encode_binary(ev)
+                r = self.client.post(path, headers={**headers, **auth}, content=body)
+                assert r.status_code == 200, (path, r.text)
+                ev = decode(dict(r.headers), r.content)
+        with self.container.db.tx() as conn:
+            conn.execute("UPDATE broker_deliveries SET status = 'done'")
+
+
+@contextmanager
+def platform_on_scratch_db(**overrides: Any) -> Iterator[Platform]:
+    """A platform on a database made for it, dropped afterwards."""
+    name = f"deeplens_eval_{uuid.uuid4().hex[:10]}"
+    admin = admin_url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    p = None
+    try:
+        p = Platform(
+            f"{admin.rpartition('/')[0]}/{name}",
+            Path(mkdtemp(prefix="deeplens-eval-")),
+            **overrides,
+        )
+        yield p
+    finally:
+        if p is not None:
+            p.fn.stop()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def report(name: str, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """Print a table of rows (same keys each) and the extras; write OUT/NAME.json."""
+    doc = {
+        "benchmark": name,
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "rows": rows,
+        **extra,
+    }
+    out = sys.stdout
+    if rows:
+        keys = list(rows[0])
+        widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys}
+        out.write("  ".join(k.ljust(widths[k]) for k in keys) + "\n")
+        for r in rows:
+            out.write("  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys) + "\n")
+    for k, v in extra.items():
+        out.write(f"{k}: {v}\n")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(doc, indent=2, default=str))
+    return doc
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
