@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from shared.features.embedder import Embedder
     from shared.images import ImageService
     from shared.model_migrations import MigrationService
-    from shared.pipeline import PipelineService
+    from shared.pipeline import Pipeline
+    from shared.pipeline.sweeper import Sweeper
     from shared.search import SearchService
     from shared.storage import ObjectStore
     from shared.vectors import VectorIndex
@@ -181,23 +182,35 @@ class Container(IdentityWiring):
         from shared.images import ImageService
 
         return ImageService(
-            self.db, self.storage, self.publisher, self.settings, vectors=lambda: self.vectors
+            self.db, self.storage, self.publisher, self.settings, vectors=self.vectors
         )
 
     @cached_property
-    def pipeline(self) -> PipelineService:
-        from shared.pipeline import PipelineService
+    def pipeline(self) -> Pipeline:
+        from shared.pipeline import Pipeline
 
-        return PipelineService(
+        return Pipeline(
             self.db,
             self.storage,
-            lambda: self.vectors,
-            lambda: self.embedder,
+            self.vectors,
             self.settings,
             models=self.models,
             embedder_for=self.embedder_for,
             migrations=lambda: self.migrations,
             publisher=lambda: self.publisher,
+        )
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        from shared.pipeline.sweeper import Sweeper
+
+        return Sweeper(
+            self.db,
+            self.settings,
+            images=self.images,
+            publisher=lambda: self.publisher,
+            purge_tenants=lambda: self.tenants.purge_deleted(),
+            top_up=lambda: self.migrations.top_up(),
         )
 
     @cached_property
@@ -217,7 +230,7 @@ class Container(IdentityWiring):
     def duplicates(self) -> DuplicateService:
         from shared.duplicates import DuplicateService
 
-        return DuplicateService(self.db, self.images, lambda: self.vectors, self.settings)
+        return DuplicateService(self.db, self.images, self.vectors, self.settings)
 
     @cached_property
     def analytics(self) -> AnalyticsService:

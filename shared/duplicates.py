@@ -10,40 +10,20 @@ ImageService.upload).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, LiteralString
+from typing import Any
 
 from shared.auth.principal import Principal
 from shared.config import Settings
-from shared.db import Database, fetch_all, fetch_dicts
+from shared.db import Database
 from shared.errors import Conflict
 from shared.features.registry import spec_for
-from shared.images import ImageRow, ImageService
+from shared.images import ImageService
 from shared.imaging import hash_distance
 from shared.local_features import LocalFeatures, verify
+from shared.store.images import ImageRow
+from shared.store.images import groups as image_groups
+from shared.vectors import VectorIndex
 from shared.verification import load
-
-if TYPE_CHECKING:
-    from shared.vectors import VectorIndex
-
-GROUP_ROOTS: LiteralString = """
-SELECT coalesce(duplicate_of, id) AS root, count(*) AS n, max(uploaded_at) AS latest
-FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL
-GROUP BY 1 HAVING count(*) > 1
-ORDER BY latest DESC, root LIMIT %(l)s OFFSET %(o)s
-"""
-GROUP_COUNT: LiteralString = """
-SELECT count(*) AS n FROM (SELECT 1 FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL
-GROUP BY coalesce(duplicate_of, id) HAVING count(*) > 1) g
-"""
-MEMBERS: LiteralString = """
-SELECT * FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL
-  AND (id = ANY(%(roots)s) OR duplicate_of = ANY(%(roots)s))
-ORDER BY uploaded_at, id
-"""
-BY_IDS: LiteralString = """
-SELECT * FROM images WHERE tenant_id = %(t)s AND deleted_at IS NULL AND id = ANY(%(ids)s)
-"""
 
 
 class DuplicateService:
@@ -51,11 +31,10 @@ class DuplicateService:
         self,
         db: Database,
         images: ImageService,
-        vectors: Callable[[], VectorIndex],
+        vectors: VectorIndex,
         settings: Settings,
     ):
-        self.db, self.images, self.settings = db, images, settings
-        self._vectors = vectors
+        self.db, self.images, self.vectors, self.settings = db, images, vectors, settings
         self.spec = spec_for(settings.features)
 
     def kind(
@@ -85,7 +64,7 @@ class DuplicateService:
         if row.vector_space is None:
             raise Conflict("the image is not indexed yet", code="not_indexed")
         t = self.settings.near_duplicate_threshold if threshold is None else threshold
-        hits = self._vectors().search(
+        hits = self.vectors.search(
             row.vector_space,
             tenant_id=row.tenant_id,
             vector=vector,
@@ -94,16 +73,8 @@ class DuplicateService:
         )
         hits = [h for h in hits if h.id != row.id]
         with self.db.tenant_tx(row.tenant_id) as conn:
-            rows = {
-                r.id: r
-                for r in fetch_all(
-                    conn,
-                    BY_IDS,
-                    {"t": row.tenant_id, "ids": [h.id for h in hits]},
-                    table="images",
-                    row=ImageRow,
-                )
-            }
+            found = image_groups.by_ids(conn, tenant_id=row.tenant_id, ids=[h.id for h in hits])
+            rows = {r.id: r for r in found}
             features = load(conn, row.tenant_id, [row.id, *rows])
         return [
             {
@@ -121,25 +92,20 @@ class DuplicateService:
         """Near-duplicate groups of the caller's tenant, newest activity first, paged in SQL
         (a large library never loads whole)."""
         tenant_id = principal.require_tenant()
-        params = {"t": tenant_id, "l": page_size, "o": (page - 1) * page_size}
         with self.db.tenant_tx(tenant_id) as conn:
-            roots = fetch_dicts(conn, GROUP_ROOTS, params, table="images")
-            [total] = fetch_dicts(conn, GROUP_COUNT, params, table="images")
-            members = fetch_all(
-                conn,
-                MEMBERS,
-                {"t": tenant_id, "roots": [r["root"] for r in roots]},
-                table="images",
-                row=ImageRow,
+            roots = image_groups.roots(
+                conn, tenant_id=tenant_id, limit=page_size, offset=(page - 1) * page_size
             )
+            total = image_groups.count(conn, tenant_id=tenant_id)
+            members = image_groups.members(conn, tenant_id=tenant_id, roots=[r.root for r in roots])
             features = load(conn, tenant_id, [m.id for m in members])
-        by_root: dict[uuid.UUID, list[ImageRow]] = {r["root"]: [] for r in roots}
+        by_root: dict[uuid.UUID, list[ImageRow]] = {r.root: [] for r in roots}
         for m in members:
             by_root.setdefault(m.duplicate_of or m.id, []).append(m)
         groups = []
         for r in roots:
-            rows = by_root[r["root"]]
-            root = next((m for m in rows if m.id == r["root"]), rows[0])
+            rows = by_root[r.root]
+            root = next((m for m in rows if m.id == r.root), rows[0])
             groups.append(
                 {
                     "rootId": root.id,
@@ -158,4 +124,4 @@ class DuplicateService:
                     ],
                 }
             )
-        return {"groups": groups, "page": page, "pageSize": page_size, "total": int(total["n"])}
+        return {"groups": groups, "page": page, "pageSize": page_size, "total": total}

@@ -1,6 +1,7 @@
 """Images: upload (validated completely before anything is stored), list, read, delete.
 
-Every call is scoped to the caller's tenant in SQL; another tenant's id is simply not found.
+Every call is scoped to the caller's tenant in SQL (shared/store/images); another tenant's id
+is simply not found.
 """
 
 from __future__ import annotations
@@ -8,102 +9,27 @@ from __future__ import annotations
 import builtins
 import hashlib
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, LiteralString
+from typing import TYPE_CHECKING
 
-from events import types
-from events.codec import make_event
-from events.payloads import ImageDeleted, ImageUploaded
 from shared.auth.principal import Principal
 from shared.config import Settings
-from shared.db import Database, execute, fetch_all, fetch_dicts, fetch_one
+from shared.db import Database, execute
 from shared.errors import Conflict, NotFound, PayloadTooLarge
 from shared.imaging import validate_upload
-from shared.models import TenantRow
+from shared.pipeline import replies
 from shared.storage import ObjectStore, original_key, thumb_key
+from shared.store import images, tenants
+from shared.store.images import ImageRow, groups
+from shared.store.tenants import TenantRow
 from shared.telemetry import span
-from shared.usage import UsageService, check_tenant_active
+from shared.usage import UsageService
+from shared.vectors import VectorIndex
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
-    from shared.vectors import VectorIndex
 
-
-@dataclass
-class ImageRow:
-    id: uuid.UUID
-    tenant_id: uuid.UUID
-    filename: str
-    content_type: str
-    size_bytes: int
-    sha256: str
-    width: int | None
-    height: int | None
-    status: str
-    failure_code: str | None
-    failure_reason: str | None
-    original_key: str
-    thumb_256_key: str | None
-    thumb_128_key: str | None
-    thumbnails_bytes: int
-    model: str | None
-    vector_space: str | None
-    uploaded_by: uuid.UUID | None
-    uploaded_at: datetime
-    validated_at: datetime | None
-    extracted_at: datetime | None
-    indexed_at: datetime | None
-    updated_at: datetime
-    deleted_at: datetime | None
-    duplicate_of: uuid.UUID | None = None
-    near_similarity: float | None = None
-    phash: int | None = None
-
-
-INSERT_IMAGE: LiteralString = """
-INSERT INTO images (id, tenant_id, filename, content_type, size_bytes, sha256, width, height,
-                    original_key, uploaded_by)
-VALUES (%(id)s, %(tenant_id)s, %(filename)s, %(ctype)s, %(size)s, %(sha)s, %(w)s, %(h)s,
-        %(key)s, %(by)s)
-RETURNING *
-"""
-IMAGE_IN_TENANT: LiteralString = """
-SELECT * FROM images WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND deleted_at IS NULL
-"""
-LIST_IMAGES: LiteralString = """
-SELECT * FROM images WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
-  AND (%(status)s::text IS NULL OR status = %(status)s)
-ORDER BY uploaded_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
-"""
-COUNT_IMAGES: LiteralString = """
-SELECT count(*) AS n FROM images WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
-  AND (%(status)s::text IS NULL OR status = %(status)s)
-"""
-SAME_BYTES: LiteralString = """
-SELECT * FROM images WHERE tenant_id = %(t)s AND sha256 = %(sha)s AND deleted_at IS NULL
-ORDER BY uploaded_at LIMIT 1
-"""
-REROOT: LiteralString = """
-WITH heir AS (SELECT id FROM images WHERE duplicate_of = %(id)s AND tenant_id = %(t)s
-              AND deleted_at IS NULL ORDER BY uploaded_at, id LIMIT 1)
-UPDATE images SET duplicate_of = CASE WHEN id = (SELECT id FROM heir) THEN NULL
-                                      ELSE (SELECT id FROM heir) END
-WHERE duplicate_of = %(id)s AND tenant_id = %(t)s
-"""
-TENANT: LiteralString = "SELECT * FROM tenants WHERE id = %(id)s AND deleted_at IS NULL"
-
-
-@dataclass
-class Count:
-    n: int
-
-
-def active_tenant(conn: Any, tenant_id: uuid.UUID) -> TenantRow:
-    return check_tenant_active(
-        fetch_one(conn, TENANT, {"id": tenant_id}, table="tenants", row=TenantRow)
-    )
+SOURCE = "/deeplens/images"
+__all__ = ["ImageRow", "ImageService"]
 
 
 class ImageService:
@@ -114,10 +40,10 @@ class ImageService:
         publisher: Publisher,
         settings: Settings,
         *,
-        vectors: Callable[[], VectorIndex],
+        vectors: VectorIndex,
     ):
         self.db, self.storage, self.publisher, self.settings = db, storage, publisher, settings
-        self._vectors = vectors
+        self.vectors = vectors
 
     def upload(self, principal: Principal, *, filename: str, data: bytes) -> tuple[ImageRow, bool]:
         """Validate completely, store the original, record the row, emit image.uploaded.
@@ -145,28 +71,21 @@ class ImageService:
             # the row and leaves the image to this request (no double processing).
             with self.db.tenant_tx(tenant_id) as conn:
                 tenant = UsageService.lock_tenant(conn, tenant_id)
-                same = fetch_one(
-                    conn, SAME_BYTES, {"t": tenant_id, "sha": digest}, table="images", row=ImageRow
-                )
+                same = images.same_bytes(conn, tenant_id=tenant_id, sha256=digest)
                 if same is None:
                     UsageService.check_storage(conn, tenant, len(data))
-                    row = fetch_one(
+                    row = images.insert(
                         conn,
-                        INSERT_IMAGE,
-                        {
-                            "id": image_id,
-                            "tenant_id": tenant_id,
-                            "filename": filename,
-                            "ctype": info.content_type,
-                            "size": len(data),
-                            "sha": digest,
-                            "w": info.width,
-                            "h": info.height,
-                            "key": key,
-                            "by": principal.user_id,
-                        },
-                        table="images",
-                        row=ImageRow,
+                        tenant_id=tenant_id,
+                        image_id=image_id,
+                        filename=filename,
+                        content_type=info.content_type,
+                        size_bytes=len(data),
+                        sha256=digest,
+                        width=info.width,
+                        height=info.height,
+                        original_key=key,
+                        uploaded_by=principal.user_id,
                     )
                     execute(
                         conn,
@@ -176,6 +95,7 @@ class ImageService:
                         {"t": tenant_id},
                         table="usage_daily",
                     )
+            bucket = tenant.minio_bucket_name
             if same is not None:
                 s.set_attribute("image.duplicate_of", str(same.id))
                 if same.status == "uploaded":
@@ -183,54 +103,24 @@ class ImageService:
                     # with the process that took it: the original may be missing and its event
                     # may never have gone out. Store the (same) bytes and emit again now, rather
                     # than leave the image to the sweeper; every step is idempotent.
-                    self.storage.put(
-                        tenant.minio_bucket_name, same.original_key, data, info.content_type
-                    )
-                    self._publish_uploaded(same, tenant.minio_bucket_name)
+                    self.storage.put(bucket, same.original_key, data, info.content_type)
+                    self.publisher.publish(replies.uploaded(same, bucket, source=SOURCE))
                 return same, True
             try:
-                self.storage.put(tenant.minio_bucket_name, key, data, info.content_type)
+                self.storage.put(bucket, key, data, info.content_type)
             except BaseException:
-                with self.db.tx() as conn:
-                    execute(
-                        conn,
-                        "DELETE FROM images WHERE id = %(id)s",
-                        {"id": image_id},
-                        table="images",
-                    )
+                with self.db.tenant_tx(tenant_id) as conn:
+                    images.forget(conn, tenant_id=tenant_id, image_id=image_id)
                 raise
             assert row is not None
-            self._publish_uploaded(row, tenant.minio_bucket_name)
+            self.publisher.publish(replies.uploaded(row, bucket, source=SOURCE))
             return row, False
-
-    def _publish_uploaded(self, row: ImageRow, bucket: str) -> None:
-        self.publisher.publish(
-            make_event(
-                types.IMAGE_UPLOADED,
-                ImageUploaded(
-                    image_id=row.id,
-                    tenant_id=row.tenant_id,
-                    bucket=bucket,
-                    key=row.original_key,
-                    filename=row.filename,
-                    content_type=row.content_type,
-                    size_bytes=row.size_bytes,
-                    sha256=row.sha256,
-                ),
-                source="/deeplens/images",
-            )
-        )
 
     def get(self, principal: Principal, image_id: uuid.UUID) -> ImageRow:
         tenant_id = principal.require_tenant()
+        # One autocommit round trip (the hot GET path); the statement filters by tenant.
         with self.db.one() as conn:
-            row = fetch_one(
-                conn,
-                IMAGE_IN_TENANT,
-                {"id": image_id, "tenant_id": tenant_id},
-                table="images",
-                row=ImageRow,
-            )
+            row = images.get(conn, tenant_id=tenant_id, image_id=image_id)
         if row is None:
             raise NotFound("image not found", code="image_not_found")
         return row
@@ -239,30 +129,28 @@ class ImageService:
         self, principal: Principal, *, page: int, page_size: int, status: str | None = None
     ) -> tuple[list[ImageRow], int]:
         tenant_id = principal.require_tenant()
-        params = {
-            "tenant_id": tenant_id,
-            "status": status,
-            "limit": page_size,
-            "offset": (page - 1) * page_size,
-        }
         with self.db.tenant_tx(tenant_id) as conn:
-            rows = fetch_all(conn, LIST_IMAGES, params, table="images", row=ImageRow)
-            total = fetch_one(conn, COUNT_IMAGES, params, table="images", row=Count)
-        return rows, total.n if total else 0
+            rows = images.page(
+                conn,
+                tenant_id=tenant_id,
+                status=status,
+                limit=page_size,
+                offset=(page - 1) * page_size,
+            )
+            total = images.count(conn, tenant_id=tenant_id, status=status)
+        return rows, total
 
     def _tenant(self, tenant_id: uuid.UUID) -> TenantRow:
         with self.db.tx() as conn:
-            tenant = fetch_one(conn, TENANT, {"id": tenant_id}, table="tenants", row=TenantRow)
+            tenant = tenants.get(conn, tenant_id=tenant_id)
         if tenant is None:
             raise NotFound("tenant not found", code="tenant_not_found")
         return tenant
 
-    def _bucket(self, tenant_id: uuid.UUID) -> str:
-        return self._tenant(tenant_id).minio_bucket_name
-
     def content(self, principal: Principal, image_id: uuid.UUID) -> tuple[bytes, str]:
         row = self.get(principal, image_id)
-        return self.storage.get(self._bucket(row.tenant_id), row.original_key), row.content_type
+        bucket = self._tenant(row.tenant_id).minio_bucket_name
+        return self.storage.get(bucket, row.original_key), row.content_type
 
     def thumbnail(self, principal: Principal, image_id: uuid.UUID, size: int) -> bytes:
         row = self.get(principal, image_id)
@@ -271,7 +159,7 @@ class ImageService:
             raise NotFound("thumbnails exist in sizes 128 and 256", code="thumbnail_size")
         if key is None:
             raise Conflict("the thumbnail is not ready yet", code="thumbnail_not_ready")
-        return self.storage.get(self._bucket(row.tenant_id), key)
+        return self.storage.get(self._tenant(row.tenant_id).minio_bucket_name, key)
 
     def vector(
         self, principal: Principal, image_id: uuid.UUID
@@ -279,7 +167,7 @@ class ImageService:
         row = self.get(principal, image_id)
         if row.status != "indexed" or row.vector_space is None:
             raise Conflict("the image is not indexed yet", code="not_indexed")
-        vec = self._vectors().get_vector(row.vector_space, tenant_id=row.tenant_id, point_id=row.id)
+        vec = self.vectors.get_vector(row.vector_space, tenant_id=row.tenant_id, point_id=row.id)
         if vec is None:
             raise NotFound("vector not found", code="vector_not_found")
         return row, vec
@@ -289,23 +177,12 @@ class ImageService:
         objects, vector and row; the sweeper finishes whatever a crash interrupts."""
         row = self.get(principal, image_id)
         with self.db.tenant_tx(row.tenant_id) as conn:
-            execute(
-                conn,
-                "UPDATE images SET deleted_at = now(), updated_at = now()"
-                " WHERE id = %(id)s AND tenant_id = %(t)s",
-                {"id": row.id, "t": row.tenant_id},
-                table="images",
-            )
+            images.soft_delete(conn, tenant_id=row.tenant_id, image_id=row.id)
         self.purge(row)
-        self.publisher.publish(
-            make_event(
-                types.IMAGE_DELETED,
-                ImageDeleted(image_id=row.id, tenant_id=row.tenant_id, space=row.vector_space),
-                source="/deeplens/images",
-            )
-        )
+        self.publisher.publish(replies.deleted(row, source=SOURCE))
 
     def purge(self, row: ImageRow) -> None:
+        """Remove a soft-deleted image's objects, vectors and row (idempotent)."""
         with span("image.purge", tenant_id=row.tenant_id, image_id=row.id):
             tenant = self._tenant(row.tenant_id)
             self.storage.delete(tenant.minio_bucket_name, original_key(row.id))
@@ -314,28 +191,14 @@ class ImageService:
             # The tenant's space, not only row.vector_space: an image deleted mid-pipeline may
             # be indexed by a delivery already in flight.
             with self.db.tx() as conn:
-                # Every space that holds it, and the tenant's other space (a copy in flight).
-                held = fetch_dicts(
-                    conn,
-                    "SELECT space FROM image_spaces WHERE image_id = %(id)s UNION"
-                    " SELECT other_space FROM tenant_models WHERE tenant_id = %(t)s"
-                    " AND other_space IS NOT NULL",
-                    {"id": row.id, "t": row.tenant_id},
-                    table="image_spaces",
-                )
-            spaces = {row.vector_space, tenant.qdrant_collection_name} | {h["space"] for h in held}
+                held = images.held_spaces(conn, tenant_id=row.tenant_id, image_id=row.id)
+            spaces = {row.vector_space, tenant.qdrant_collection_name} | held
             for space in spaces - {None}:
                 try:
-                    self._vectors().delete(str(space), tenant_id=row.tenant_id, point_ids=[row.id])
+                    self.vectors.delete(str(space), tenant_id=row.tenant_id, point_ids=[row.id])
                 except NotFound:
                     pass
-            with self.db.tx() as conn:
+            with self.db.tenant_tx(row.tenant_id) as conn:
                 # Its duplicate group (if it was the root) gets the next earliest as root.
-                execute(conn, REROOT, {"id": row.id, "t": row.tenant_id}, table="images")
-                execute(
-                    conn,
-                    "DELETE FROM images WHERE id = %(id)s AND tenant_id = %(t)s"
-                    " AND deleted_at IS NOT NULL",
-                    {"id": row.id, "t": row.tenant_id},
-                    table="images",
-                )
+                groups.reroot(conn, tenant_id=row.tenant_id, image_id=row.id)
+                images.remove_deleted(conn, tenant_id=row.tenant_id, image_id=row.id)

@@ -24,16 +24,16 @@ from shared.config import Settings
 from shared.db import Database, execute
 from shared.errors import InvalidInput, NotFound
 from shared.features.registry import ModelSpec, spec_for
-from shared.images import active_tenant
 from shared.local_features import Region, Verification, extract_query
 from shared.regions import region_proposals
+from shared.store import tenants
 from shared.telemetry import span
+from shared.vectors import VectorIndex
 from shared.verification import background, final_similarity, load, verify_all
 
 if TYPE_CHECKING:
     from shared.features.embedder import Embedder
     from shared.model_spaces import ModelSpaces
-    from shared.vectors import VectorIndex
 
 MAX_LIMIT = 100
 # Candidates verified per query: the whole query's top RERANK_K, plus each region proposal's
@@ -131,13 +131,11 @@ class SearchService:
         """Search by image: the query is embedded with the tenant's active model and the
         active space is searched — both read in one statement, so a cutover between them
         cannot mix two spaces in one answer — then its top candidates are verified."""
+        self._check(limit, threshold)
         if not data:
             raise InvalidInput("the query image is empty", code="empty_file")
-        self._check(limit, threshold)
         tenant_id = principal.require_tenant()
-        state = self.models.state(tenant_id)
-        spec = self.models.spec(state.active_model)
-        answered = Answered(state.active_space, spec.ref, spec.calibration is not None)
+        answered, spec = self._active(tenant_id)
         st = stages if stages is not None else Stages()
         t = time.perf_counter()
         embedder = self._embedder_for(spec)
@@ -148,16 +146,7 @@ class SearchService:
             vector = embedder.embed(data)
         t = st.lap("embed", t)
         if features is None:
-            self._count(tenant_id)
-            hits = self._nearest(
-                answered.space,
-                tenant_id,
-                vector,
-                limit + (1 if exclude else 0),
-                spec.raw_for(threshold),
-                spec,
-            )
-            return [h for h in hits if h.image_id != exclude][:limit], answered
+            return self._unverified(answered, spec, tenant_id, vector, limit, threshold, exclude)
         with span("search.proposals", tenant_id=tenant_id):
             crops = region_proposals(data)
             regions = embedder.embed_many(crops) if crops else []
@@ -218,19 +207,6 @@ class SearchService:
         st.lap("rank", t)
         return [res for res, _ in out[:limit]], answered
 
-    def by_vector(
-        self,
-        principal: Principal,
-        vector: list[float],
-        *,
-        limit: int = 10,
-        threshold: float = 0.7,
-        exclude: uuid.UUID | None = None,
-    ) -> list[Result]:
-        return self.by_vector_answered(
-            principal, vector, limit=limit, threshold=threshold, exclude=exclude
-        )[0]
-
     @metrics.timed_search("vector")
     def by_vector_answered(
         self,
@@ -243,18 +219,29 @@ class SearchService:
     ) -> tuple[list[Result], Answered]:
         self._check(limit, threshold)
         tenant_id = principal.require_tenant()
+        answered, spec = self._active(tenant_id)
+        return self._unverified(answered, spec, tenant_id, vector, limit, threshold, exclude)
+
+    def _active(self, tenant_id: uuid.UUID) -> tuple[Answered, ModelSpec]:
+        """The tenant's active space and model, read in one statement."""
         state = self.models.state(tenant_id)
         spec = self.models.spec(state.active_model)
-        answered = Answered(state.active_space, spec.ref, spec.calibration is not None)
+        return Answered(state.active_space, spec.ref, spec.calibration is not None), spec
+
+    def _unverified(
+        self,
+        answered: Answered,
+        spec: ModelSpec,
+        tenant_id: uuid.UUID,
+        vector: list[float],
+        limit: int,
+        threshold: float,
+        exclude: uuid.UUID | None,
+    ) -> tuple[list[Result], Answered]:
+        """The nearest images above the threshold, ranked by the embedding alone."""
         self._count(tenant_id)
-        hits = self._nearest(
-            answered.space,
-            tenant_id,
-            vector,
-            limit + (1 if exclude else 0),
-            spec.raw_for(threshold),
-            spec,
-        )
+        k, raw = limit + (1 if exclude else 0), spec.raw_for(threshold)
+        hits = self._nearest(answered.space, tenant_id, vector, k, raw, spec)
         return [h for h in hits if h.image_id != exclude][:limit], answered
 
     @staticmethod
@@ -267,7 +254,7 @@ class SearchService:
     def _count(self, tenant_id: uuid.UUID) -> None:
         """The active-tenant check, and the search counted in the tenant's usage."""
         with span("search.query", tenant_id=tenant_id), self.db.tx() as conn:
-            active_tenant(conn, tenant_id)
+            tenants.active(conn, tenant_id=tenant_id)
             execute(
                 conn,
                 "INSERT INTO usage_daily (tenant_id, day, searches) VALUES"

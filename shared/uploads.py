@@ -1,21 +1,25 @@
-"""Reading a multipart upload, after authentication (the handlers that call this declare no
-body parameters, so FastAPI resolves the auth dependency before any byte of the body is read).
+"""Reading a request body by hand, after authentication (the handlers that call this declare
+no body parameters, so FastAPI resolves the auth dependency before any byte of the body is read).
 
-Exactly the named file parts, a filename without control characters, a bounded number of
-fields: anything else is a 400 with a code, never a silently dropped part.
+Multipart: exactly the named file parts, a filename without control characters, a bounded
+number of fields, form values parsed by type. JSON: validated into a model. Anything else is a
+400 with a code, never a silently dropped part.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from shared.errors import InvalidInput
 from shared.validation import has_control
 
 MAX_FIELDS = 16
+M = TypeVar("M", bound=BaseModel)
 
 
 async def read_form(request: Request, *, max_files: int) -> FormData:
@@ -48,6 +52,39 @@ def field(form: FormData, name: str) -> str | None:
     if has_control(value):
         raise InvalidInput(f"{name} must not contain control characters", code=f"invalid_{name}")
     return value
+
+
+def number(form: FormData, name: str, default: float, *, integer: bool = False) -> float:
+    """A numeric form field (``default`` when absent or empty); 400 invalid_<name> otherwise.
+    Ranges are the service's to check."""
+    value = field(form, name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value) if integer else float(value)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number", code=f"invalid_{name}") from None
+
+
+def flag(form: FormData, name: str, default: bool) -> bool:
+    """A boolean form field: true/false/1/0 (``default`` when absent or empty)."""
+    value = (field(form, name) or str(default)).lower()
+    if value not in ("true", "false", "1", "0"):
+        raise InvalidInput(f"{name} must be true or false", code=f"invalid_{name}")
+    return value in ("true", "1")
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """A JSON body validated into ``model``: 400 invalid_json when it is not JSON, 400
+    validation_error naming the first bad field (as ``field: message``)."""
+    try:
+        return model.model_validate(json.loads(await request.body()))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{where}: {first['msg']}", code="validation_error") from None
 
 
 def multipart_body(

@@ -150,7 +150,7 @@ async def on_validated(request: Request) -> Response:
     if event.type == types.IMAGE_REEMBED:
         r = payload(event, ImageReembed)
         assert isinstance(r, ImageReembed)
-        return reply(await run_in_threadpool(c.pipeline.reembed, r, event))
+        return reply(await run_in_threadpool(c.pipeline.extract.reembed, r, event))
     p = payload(event, ImageValidated)
     assert isinstance(p, ImageValidated)
-    return reply(await run_in_threadpool(c.pipeline.extract, p, event))
+    return reply(await run_in_threadpool(c.pipeline.extract.on_validated, p, event))

@@ -11,19 +11,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from shared.auth.principal import Principal
-from shared.http import authenticated, container
-from shared.images import ImageRow
+from shared.http import Auth, Services
 from shared.models import ApiModel
+from shared.store.images import ImageRow
 from shared.uploads import clean_filename, multipart_body, one_file, read_form
 from shared.validation import Page
 
 router = APIRouter(tags=["images"])
-Auth = Annotated[Principal, Depends(authenticated)]
 
 
 class UploadOut(ApiModel):
@@ -98,7 +96,7 @@ class VectorOut(ApiModel):
     responses={200: {"model": UploadOut, "description": "an exact duplicate"}},
     openapi_extra=multipart_body("file"),
 )
-async def upload(request: Request, principal: Auth) -> Response:
+async def upload(request: Request, principal: Auth, c: Services) -> Response:
     """202 for a new image. 200 with ``duplicate: true`` and the existing image's id when
     this tenant already has these exact bytes (nothing is stored twice).
 
@@ -108,7 +106,7 @@ async def upload(request: Request, principal: Auth) -> Response:
     filename = clean_filename(file)
     data = await file.read()
     row, duplicate = await run_in_threadpool(
-        container(request).images.upload, principal, filename=filename, data=data
+        c.images.upload, principal, filename=filename, data=data
     )
     if duplicate:
         body = UploadOut(
@@ -126,50 +124,48 @@ async def upload(request: Request, principal: Auth) -> Response:
 
 @router.get("/api/images/duplicates")
 def duplicate_groups(
-    request: Request,
     principal: Auth,
+    c: Services,
     page: Annotated[Page, Query()] = 1,
     page_size: Annotated[int, Query(ge=1, le=100, alias="pageSize")] = 20,
 ) -> dict[str, Any]:
     """Near-duplicate groups in this tenant's library (declared before /{image_id})."""
-    return container(request).duplicates.groups(principal, page=page, page_size=page_size)
+    return c.duplicates.groups(principal, page=page, page_size=page_size)
 
 
 @router.get("/api/images/{image_id}/duplicates")
 def image_duplicates(
     image_id: uuid.UUID,
-    request: Request,
     principal: Auth,
+    c: Services,
     threshold: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
 ) -> dict[str, Any]:
-    items = container(request).duplicates.for_image(principal, image_id, threshold)
+    items = c.duplicates.for_image(principal, image_id, threshold)
     return {"imageId": image_id, "duplicates": items}
 
 
 @router.get("/api/images", response_model=ImagePage)
 def list_images(
-    request: Request,
     principal: Auth,
+    c: Services,
     page: Annotated[Page, Query()] = 1,
     page_size: Annotated[int, Query(ge=1, le=200, alias="pageSize")] = 50,
     status: Literal["uploaded", "validated", "extracted", "indexed", "failed"] | None = None,
 ) -> ImagePage:
-    rows, total = container(request).images.list(
-        principal, page=page, page_size=page_size, status=status
-    )
+    rows, total = c.images.list(principal, page=page, page_size=page_size, status=status)
     return ImagePage(
         items=[ImageOut.of(r) for r in rows], page=page, page_size=page_size, total=total
     )
 
 
 @router.get("/api/images/{image_id}", response_model=ImageOut)
-def get_image(image_id: uuid.UUID, request: Request, principal: Auth) -> ImageOut:
-    return ImageOut.of(container(request).images.get(principal, image_id))
+def get_image(image_id: uuid.UUID, principal: Auth, c: Services) -> ImageOut:
+    return ImageOut.of(c.images.get(principal, image_id))
 
 
 @router.get("/api/images/{image_id}/vector", response_model=VectorOut)
-def get_vector(image_id: uuid.UUID, request: Request, principal: Auth) -> VectorOut:
-    row, vec = container(request).images.vector(principal, image_id)
+def get_vector(image_id: uuid.UUID, principal: Auth, c: Services) -> VectorOut:
+    row, vec = c.images.vector(principal, image_id)
     return VectorOut(image_id=row.id, model=row.model, dimension=len(vec), vector=vec)
 
 
@@ -177,18 +173,18 @@ def get_vector(image_id: uuid.UUID, request: Request, principal: Auth) -> Vector
 def get_thumbnail(
     image_id: uuid.UUID,
     size: Annotated[int, Path(ge=1, le=4096)],
-    request: Request,
     principal: Auth,
+    c: Services,
 ) -> Response:
-    data = container(request).images.thumbnail(principal, image_id, size)
+    data = c.images.thumbnail(principal, image_id, size)
     return Response(
         data, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"}
     )
 
 
 @router.get("/api/images/{image_id}/content")
-def get_content(image_id: uuid.UUID, request: Request, principal: Auth) -> Response:
-    data, ctype = container(request).images.content(principal, image_id)
+def get_content(image_id: uuid.UUID, principal: Auth, c: Services) -> Response:
+    data, ctype = c.images.content(principal, image_id)
     return Response(
         data,
         media_type=ctype,
@@ -197,6 +193,6 @@ def get_content(image_id: uuid.UUID, request: Request, principal: Auth) -> Respo
 
 
 @router.delete("/api/images/{image_id}", status_code=204)
-def delete_image(image_id: uuid.UUID, request: Request, principal: Auth) -> Response:
-    container(request).images.delete(principal, image_id)
+def delete_image(image_id: uuid.UUID, principal: Auth, c: Services) -> Response:
+    c.images.delete(principal, image_id)
     return Response(status_code=204)

@@ -20,4 +20,4 @@ async def on_extracted(request: Request) -> Response:
     event = await read_event(request)
     p = payload(event, FeaturesExtracted)
     assert isinstance(p, FeaturesExtracted)
-    return reply(await run_in_threadpool(c.pipeline.index, p, event))
+    return reply(await run_in_threadpool(c.pipeline.index.on_extracted, p, event))

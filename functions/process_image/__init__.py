@@ -26,7 +26,7 @@ async def on_uploaded(request: Request) -> Response:
     c = container(request)
     event = await read_event(request)
     if event.type == types.KAFKA_RECORD:
-        return reply(await run_in_threadpool(c.pipeline.object_created, event.data, event))
+        return reply(await run_in_threadpool(c.pipeline.adopt.object_created, event.data, event))
     p = payload(event, ImageUploaded)
     assert isinstance(p, ImageUploaded)
-    return reply(await run_in_threadpool(c.pipeline.process, p, event))
+    return reply(await run_in_threadpool(c.pipeline.process.on_uploaded, p, event))

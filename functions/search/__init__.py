@@ -13,24 +13,23 @@ calibrated, or raw cosine for a model without a fitted calibration).
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from pydantic import Field, ValidationError
+from fastapi import APIRouter, Request, Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from shared.auth.principal import Principal
-from shared.errors import InvalidInput, UnsupportedMedia
-from shared.http import authenticated, container
+from shared.errors import UnsupportedMedia
+from shared.http import Auth, Services
 from shared.models import ApiModel
-from shared.uploads import field as form_field
-from shared.uploads import multipart_body, one_file, read_form
+from shared.uploads import flag, multipart_body, number, one_file, read_form, read_json
 from shared.validation import FiniteFloat, Similarity
 
+if TYPE_CHECKING:
+    from shared.search import Answered, Result
+
 router = APIRouter(tags=["search"])
-Auth = Annotated[Principal, Depends(authenticated)]
 
 
 class VectorQuery(ApiModel):
@@ -59,15 +58,6 @@ class SearchResult(ApiModel):
     query_region: MatchedRegion | None = None
 
 
-def _number(value: object, name: str, cast: type, default: float) -> float:
-    if value is None or value == "":
-        return default
-    try:
-        return cast(value)  # type: ignore[no-any-return]
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{name} must be a number", code=f"invalid_{name}") from None
-
-
 _BODY = multipart_body(
     "file",
     fields={
@@ -81,41 +71,25 @@ _BODY["requestBody"]["content"]["application/json"] = {
 
 
 @router.post("/api/images/search", response_model=list[SearchResult], openapi_extra=_BODY)
-async def search(request: Request, response: Response, principal: Auth) -> list[SearchResult]:
-    svc = container(request).search
+async def search(
+    request: Request, response: Response, principal: Auth, c: Services
+) -> list[SearchResult]:
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
         form = await read_form(request, max_files=1)
-        upload = one_file(form)
-        data = await upload.read()
-        limit = int(_number(form_field(form, "limit"), "limit", int, 10))
-        threshold = float(_number(form_field(form, "threshold"), "threshold", float, 0.7))
-        if not 1 <= limit <= 100:
-            raise InvalidInput("limit must be between 1 and 100", code="invalid_limit")
-        if not -1 <= threshold <= 1:  # also refuses NaN
-            raise InvalidInput("threshold must be between -1 and 1", code="invalid_threshold")
-        verify = str(form_field(form, "verify") or "true").lower()
-        if verify not in ("true", "false", "1", "0"):
-            raise InvalidInput("verify must be true or false", code="invalid_verify")
+        data = await one_file(form).read()
         results, answered = await run_in_threadpool(
-            svc.by_image_answered,
+            c.search.by_image_answered,
             principal,
             data,
-            limit=limit,
-            threshold=threshold,
-            verify=verify in ("true", "1"),
+            limit=int(number(form, "limit", 10, integer=True)),
+            threshold=number(form, "threshold", 0.7),
+            verify=flag(form, "verify", True),
         )
     elif ctype.startswith("application/json"):
-        try:
-            q = VectorQuery.model_validate(json.loads(await request.body()))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise InvalidInput(f"{field}: {first['msg']}", code="validation_error") from None
+        q = await read_json(request, VectorQuery)
         results, answered = await run_in_threadpool(
-            svc.by_vector_answered,
+            c.search.by_vector_answered,
             principal,
             q.vector,
             limit=q.limit,
@@ -127,6 +101,10 @@ async def search(request: Request, response: Response, principal: Auth) -> list[
             "send multipart/form-data (file) or application/json (vector)",
             code="unsupported_content_type",
         )
+    return _answer(response, results, answered)
+
+
+def _answer(response: Response, results: list[Result], answered: Answered) -> list[SearchResult]:
     response.headers["X-DeepLens-Space"] = answered.space
     response.headers["X-DeepLens-Model"] = answered.model
     response.headers["X-DeepLens-Similarity"] = "calibrated" if answered.calibrated else "raw"

@@ -189,3 +189,22 @@ def live(conn: Conn) -> list[TenantRow]:
 def set_space(conn: Conn, *, tenant_id: uuid.UUID, space: str) -> None:
     """The tenant's active vector space (changed at a model cutover)."""
     execute(conn, SET_SPACE, {"s": space, "t": tenant_id}, table="tenants")
+
+
+# --- for the pipeline (helper B) ----------------------------------------------------------
+BY_BUCKET: LiteralString = (
+    "SELECT * FROM tenants WHERE minio_bucket_name = %(b)s AND deleted_at IS NULL"
+)
+LOCK_ANY: LiteralString = "SELECT * FROM tenants WHERE id = %(t)s FOR UPDATE"
+
+
+def by_bucket(conn: Conn, *, bucket: str) -> TenantRow | None:
+    """Platform-wide: the live tenant that owns this bucket (an object-store notification
+    names the bucket only)."""
+    return fetch_one(conn, BY_BUCKET, {"b": bucket}, table="tenants", row=TenantRow)
+
+
+def lock(conn: Conn, *, tenant_id: uuid.UUID) -> TenantRow | None:
+    """Inside the caller's transaction: lock the tenant row, whatever its state (duplicate
+    grouping serialises per tenant on it)."""
+    return fetch_one(conn, LOCK_ANY, {"t": tenant_id}, table="tenants", row=TenantRow)

@@ -1,0 +1,116 @@
+"""extract: the image's feature vector by the tenant's active model; validated → extracted.
+Also the backfill's re-embedding of a stored original into another space."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from events.codec import Event
+from events.payloads import ImageReembed, ImageValidated
+from shared import metrics
+from shared.config import Settings
+from shared.db import Database
+from shared.errors import DeepLensError, TransientError
+from shared.features.registry import ModelSpec
+from shared.pipeline import replies
+from shared.pipeline.stage import Stage
+from shared.storage import ObjectStore
+from shared.store.images import stages
+from shared.telemetry import span
+
+if TYPE_CHECKING:
+    from events.publisher import Publisher
+    from shared.features.embedder import Embedder
+    from shared.model_spaces import ModelSpaces
+
+log = logging.getLogger(__name__)
+
+
+class Extract(Stage):
+    def __init__(
+        self,
+        db: Database,
+        storage: ObjectStore,
+        settings: Settings,
+        *,
+        models: ModelSpaces,
+        embedder_for: Callable[[ModelSpec], Embedder],
+        publisher: Callable[[], Publisher],
+    ):
+        super().__init__(db, storage, settings)
+        self.models, self._embedder_for, self._publisher = models, embedder_for, publisher
+
+    @metrics.stage("extract")
+    def on_validated(self, p: ImageValidated, cause: Event) -> Event | None:
+        """Embed into the tenant's active space (the reply); while the tenant keeps another
+        space (a migration target, or the previous space until cleanup), also embed with
+        that model and publish its features.extracted (dual-write)."""
+        loaded = self.load(tenant_id=p.tenant_id, image_id=p.image_id)
+        if loaded is None:
+            return None
+        row, tenant = loaded
+        if row.status in ("failed", "uploaded", "indexed"):
+            return None
+        active, *others = self.models.write_targets(row.tenant_id)
+        with span(
+            "image.extract", tenant_id=row.tenant_id, image_id=row.id, model=active.spec.name
+        ):
+            data = self.storage.get(tenant.minio_bucket_name, row.original_key)
+            try:
+                vector = self._embedder_for(active.spec).embed(data)
+            except TransientError:
+                raise
+            except DeepLensError as exc:
+                return self.fail(row, "extract", exc, cause)
+            copies = []
+            for other in others:
+                try:
+                    copies.append((other, self._embedder_for(other.spec).embed(data)))
+                except TransientError:
+                    raise
+                except DeepLensError as exc:
+                    # The other space then lacks this image, and cutover says so.
+                    log.warning("no %s vector for %s: %s", other.spec.ref, row.id, exc.code)
+            with self.db.tenant_tx(row.tenant_id) as conn:
+                stages.mark_extracted(
+                    conn,
+                    tenant_id=row.tenant_id,
+                    image_id=row.id,
+                    model=active.spec.name,
+                    space=active.space,
+                )
+            for other, vec in copies:
+                copy = replies.features(row, other.spec, other.space, vec, cause, primary=False)
+                self._publisher().publish(replies.copy_of(copy, other.space))
+        return replies.features(row, active.spec, active.space, vector, cause, primary=True)
+
+    def reembed(self, p: ImageReembed, cause: Event) -> Event | None:
+        """Backfill or reindex: embed a stored original into ``p.space`` once. Skipped when
+        the space already holds the image (a redelivery, a crash replay) or is no longer one
+        of the tenant's spaces (cleaned up)."""
+        loaded = self.load(tenant_id=p.tenant_id, image_id=p.image_id)
+        if loaded is None:
+            return None
+        row, tenant = loaded
+        if row.status not in ("extracted", "indexed"):
+            return None  # still in the pipeline: its extraction writes every current space
+        if p.space not in self.models.state(row.tenant_id).spaces:
+            return None
+        if self.models.holds(row.id, p.space):
+            return None
+        spec = self.models.spec(p.model)
+        with span("image.reembed", tenant_id=row.tenant_id, image_id=row.id, model=spec.name):
+            data = self.storage.get(tenant.minio_bucket_name, row.original_key)
+            try:
+                vector = self._embedder_for(spec).embed(data)
+            except TransientError:
+                raise
+            except DeepLensError as exc:
+                if p.backfill_id is not None:
+                    self.models.item_failed(p.backfill_id, row.id, f"{exc.code}: {exc.message}")
+                return None
+        return replies.features(
+            row, spec, p.space, vector, cause, primary=False, backfill_id=p.backfill_id
+        )

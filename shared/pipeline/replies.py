@@ -1,0 +1,144 @@
+"""Every event the pipeline emits about an image, built in one place.
+
+A reply caused by an event gets a deterministic id (events/codec.make_event), so a stage that
+runs twice for the same input replies with the same event and the broker drops the copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from events import types
+from events.codec import Event, make_event
+from events.payloads import (
+    FeaturesExtracted,
+    ImageDeleted,
+    ImageFailed,
+    ImageIndexed,
+    ImageUploaded,
+    ImageValidated,
+)
+from shared.errors import DeepLensError
+from shared.features.registry import ModelSpec
+from shared.storage import thumb_key
+from shared.store.images import ImageRow
+
+
+def uploaded_payload(row: ImageRow, bucket: str) -> ImageUploaded:
+    return ImageUploaded(
+        image_id=row.id,
+        tenant_id=row.tenant_id,
+        bucket=bucket,
+        key=row.original_key,
+        filename=row.filename,
+        content_type=row.content_type,
+        size_bytes=row.size_bytes,
+        sha256=row.sha256,
+    )
+
+
+def uploaded(row: ImageRow, bucket: str, *, source: str) -> Event:
+    """image.uploaded: starts (or, from the sweeper, restarts) an image's pipeline."""
+    return make_event(types.IMAGE_UPLOADED, uploaded_payload(row, bucket), source=source)
+
+
+def validated(
+    row: ImageRow,
+    bucket: str,
+    *,
+    width: int,
+    height: int,
+    source: str,
+    cause: Event | None = None,
+) -> Event:
+    """image.validated: the original decodes and its thumbnails are stored."""
+    return make_event(
+        types.IMAGE_VALIDATED,
+        ImageValidated(
+            image_id=row.id,
+            tenant_id=row.tenant_id,
+            bucket=bucket,
+            key=row.original_key,
+            width=width,
+            height=height,
+            thumbnails={"256": thumb_key(row.id, 256), "128": thumb_key(row.id, 128)},
+        ),
+        source=source,
+        causation=cause,
+    )
+
+
+def failed(row: ImageRow, stage: str, exc: DeepLensError, cause: Event) -> Event:
+    """image.failed: a permanent failure at ``stage`` (the image is marked failed)."""
+    return make_event(
+        types.IMAGE_FAILED,
+        ImageFailed(
+            image_id=row.id,
+            tenant_id=row.tenant_id,
+            stage=stage,
+            code=exc.code,
+            reason=exc.message,
+        ),
+        source=f"/deeplens/{stage}",
+        causation=cause,
+    )
+
+
+def features(
+    row: ImageRow,
+    spec: ModelSpec,
+    space: str,
+    vector: list[float],
+    cause: Event,
+    *,
+    primary: bool,
+    backfill_id: uuid.UUID | None = None,
+) -> Event:
+    """features.extracted: the vector of ``row`` by ``spec`` for ``space``. The primary one
+    moves the image on; the others (dual-write, backfill) only add it to another space. A
+    backfill's priority travels on."""
+    event = make_event(
+        types.FEATURES_EXTRACTED,
+        FeaturesExtracted(
+            image_id=row.id,
+            tenant_id=row.tenant_id,
+            model=spec.name,
+            dim=len(vector),
+            space=space,
+            vector_b64=FeaturesExtracted.pack(vector),
+            ref=spec.ref,
+            primary=primary,
+            backfill_id=backfill_id,
+        ),
+        source="/deeplens/extract",
+        causation=cause,
+    )
+    if "priority" in cause.extensions:
+        event.extensions["priority"] = cause.extensions["priority"]
+    return event
+
+
+def copy_of(event: Event, space: str) -> Event:
+    """A dual-write's features.extracted for another space: another id than the reply's (same
+    type, image and cause otherwise)."""
+    event.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event.id}/{space}"))
+    return event
+
+
+def indexed(row: ImageRow, *, space: str, model: str, cause: Event) -> Event:
+    """image.indexed: the image is searchable."""
+    return make_event(
+        types.IMAGE_INDEXED,
+        ImageIndexed(image_id=row.id, tenant_id=row.tenant_id, space=space, model=model),
+        source="/deeplens/index-vector",
+        causation=cause,
+    )
+
+
+def deleted(row: ImageRow, *, source: str) -> Event:
+    """image.deleted: the image is gone from every read."""
+    return make_event(
+        types.IMAGE_DELETED,
+        ImageDeleted(image_id=row.id, tenant_id=row.tenant_id, space=row.vector_space),
+        source=source,
+    )
