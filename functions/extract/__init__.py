@@ -10,7 +10,6 @@ loaded on first use. The configured model is loaded in start() (``warm``).
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -24,9 +23,8 @@ from events.payloads import ImageReembed, ImageValidated
 from shared.auth.principal import Principal
 from shared.bootstrap import Container
 from shared.errors import InvalidInput
-from shared.features.embedder import Embedder
 from shared.features.registry import MODELS
-from shared.http import authenticated, container
+from shared.http import Services, authenticated, container
 from shared.uploads import clean_filename, field, multipart_body, one_file, read_form
 
 router = APIRouter(tags=["extract"])
@@ -41,7 +39,8 @@ async def caller(request: Request) -> Principal | None:
     return await authenticated(request)
 
 
-Auth = Annotated[Principal | None, Depends(caller)]
+# Not shared/http's Auth: the platform's own functions call extract too (no principal then).
+Caller = Annotated[Principal | None, Depends(caller)]
 MAX_BATCH = 64
 _MODEL_FIELD = {"model": {"type": "string", "maxLength": 100}}
 
@@ -51,39 +50,21 @@ def warm(c: Container) -> None:
     _ = c.embedder
 
 
-def _embedder(c: Container, requested: object) -> Embedder:
-    """The configured model, or the one a model reference names (loaded on first use)."""
-    if requested in (None, "", c.embedder.spec.name, c.embedder.spec.ref):
-        return c.embedder
-    if not isinstance(requested, str):
-        raise InvalidInput("model must be a string", code="invalid_model_ref")
-    spec = c.models.spec(requested)
-    if not c.models.in_use(spec):
-        raise InvalidInput(
-            f"this instance serves {c.embedder.spec.ref} and the models tenants use;"
-            f" {requested} is not one of them",
-            code="model_not_loaded",
-        )
-    return c.embedder_for(spec)
-
-
 @router.post("/extract", openapi_extra=multipart_body("file", fields=_MODEL_FIELD))
-async def extract(request: Request, _: Auth) -> dict[str, Any]:
+async def extract(request: Request, _: Caller, c: Services) -> dict[str, Any]:
     """Credentials required (a JWT or an API key; the call counts against the tenant's
     quota): inference is the platform's most expensive operation."""
-    c = container(request)
     form = await read_form(request, max_files=1)
-    upload = one_file(form)
-    embedder = await run_in_threadpool(_embedder, c, field(form, "model"))
-    name = embedder.spec.name
-    data = await upload.read()
-    t0 = time.perf_counter()
-    features = await run_in_threadpool(embedder.embed, data)
+    data = await one_file(form).read()
+    out = await run_in_threadpool(
+        c.pipeline.extract.embed, field(form, "model"), [data], batch=False
+    )
+    [features] = out.vectors
     return {
         "features": features,
-        "model": name,
+        "model": out.model,
         "shape": [len(features)],
-        "processing_time_ms": round((time.perf_counter() - t0) * 1000, 2),
+        "processing_time_ms": out.ms,
     }
 
 
@@ -94,8 +75,7 @@ async def extract(request: Request, _: Auth) -> dict[str, Any]:
         required=["files"],
     ),
 )
-async def extract_batch(request: Request, _: Auth) -> dict[str, Any]:
-    c = container(request)
+async def extract_batch(request: Request, _: Caller, c: Services) -> dict[str, Any]:
     form = await read_form(request, max_files=MAX_BATCH)
     files = [f for f in form.getlist("files") if not isinstance(f, str)]
     if not files:
@@ -104,25 +84,22 @@ async def extract_batch(request: Request, _: Auth) -> dict[str, Any]:
         raise InvalidInput(f"at most {MAX_BATCH} images per batch", code="batch_too_large")
     for f in files:
         clean_filename(f)
-    embedder = await run_in_threadpool(_embedder, c, field(form, "model"))
-    name = embedder.spec.name
     blobs = [await f.read() for f in files]
-    t0 = time.perf_counter()
-    vectors = await run_in_threadpool(embedder.embed_many, blobs)
+    out = await run_in_threadpool(c.pipeline.extract.embed, field(form, "model"), blobs, batch=True)
     return {
         "results": [
             {"filename": f.filename, "features": v, "shape": [len(v)]}
-            for f, v in zip(files, vectors, strict=True)
+            for f, v in zip(files, out.vectors, strict=True)
         ],
-        "model": name,
-        "count": len(vectors),
-        "processing_time_ms": round((time.perf_counter() - t0) * 1000, 2),
+        "model": out.model,
+        "count": len(out.vectors),
+        "processing_time_ms": out.ms,
     }
 
 
 @router.get("/models")
-def models(request: Request) -> list[dict[str, Any]]:
-    loaded = container(request).settings.features.model
+def models(c: Services) -> list[dict[str, Any]]:
+    loaded = c.settings.features.model
     return [
         {
             "name": m.name,
@@ -136,16 +113,14 @@ def models(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/health")
-def health(request: Request) -> dict[str, Any]:
-    c = container(request)
+def health(c: Services) -> dict[str, Any]:
     emb = c.embedder
     device = str(getattr(emb, "device", "remote"))
     return {"status": "healthy", "model": emb.spec.name, "device": device}
 
 
 @router.post("/events/extract", **EVENT_ROUTE)
-async def on_validated(request: Request) -> Response:
-    c = container(request)
+async def on_validated(request: Request, c: Services) -> Response:
     event = await read_event(request)
     if event.type == types.IMAGE_REEMBED:
         r = payload(event, ImageReembed)

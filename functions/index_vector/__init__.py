@@ -9,14 +9,13 @@ from starlette.concurrency import run_in_threadpool
 from events.codec import payload
 from events.http import EVENT_ROUTE, read_event, reply
 from events.payloads import FeaturesExtracted
-from shared.http import container
+from shared.http import Services
 
 router = APIRouter(tags=["index-vector"])
 
 
 @router.post("/events/index-vector", **EVENT_ROUTE)
-async def on_extracted(request: Request) -> Response:
-    c = container(request)
+async def on_extracted(request: Request, c: Services) -> Response:
     event = await read_event(request)
     p = payload(event, FeaturesExtracted)
     assert isinstance(p, FeaturesExtracted)

@@ -16,14 +16,13 @@ from events import types
 from events.codec import payload
 from events.http import EVENT_ROUTE, read_event, reply
 from events.payloads import ImageUploaded
-from shared.http import container
+from shared.http import Services
 
 router = APIRouter(tags=["process-image"])
 
 
 @router.post("/events/process-image", **EVENT_ROUTE)
-async def on_uploaded(request: Request) -> Response:
-    c = container(request)
+async def on_uploaded(request: Request, c: Services) -> Response:
     event = await read_event(request)
     if event.type == types.KAFKA_RECORD:
         return reply(await run_in_threadpool(c.pipeline.adopt.object_created, event.data, event))

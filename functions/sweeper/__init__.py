@@ -12,15 +12,15 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from events.http import EVENT_ROUTE, read_event
-from shared.http import container
+from shared.http import Services
 
 router = APIRouter(tags=["sweeper"])
 
 
 @router.post("/events/sweeper", **EVENT_ROUTE)
-async def on_tick(request: Request) -> JSONResponse:
+async def on_tick(request: Request, c: Services) -> JSONResponse:
     await read_event(request)
-    swept = await run_in_threadpool(container(request).sweeper.sweep)
+    swept = await run_in_threadpool(c.sweeper.sweep)
     return JSONResponse(
         {
             "restarted": swept.restarted,

@@ -1,10 +1,13 @@
 """extract: the image's feature vector by the tenant's active model; validated → extracted.
-Also the backfill's re-embedding of a stored original into another space."""
+Also the backfill's re-embedding of a stored original into another space, and extraction as
+an HTTP service (POST /extract: search by image asks it to embed the query)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from events.codec import Event
@@ -12,8 +15,8 @@ from events.payloads import ImageReembed, ImageValidated
 from shared import metrics
 from shared.config import Settings
 from shared.db import Database
-from shared.errors import DeepLensError, TransientError
-from shared.features.registry import ModelSpec
+from shared.errors import DeepLensError, InvalidInput, TransientError
+from shared.features.registry import ModelSpec, spec_for
 from shared.pipeline import replies
 from shared.pipeline.stage import Stage
 from shared.storage import ObjectStore
@@ -26,6 +29,13 @@ if TYPE_CHECKING:
     from shared.model_spaces import ModelSpaces
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: list[list[float]]
+    model: str
+    ms: float  # the embedding alone (not loading the model)
 
 
 class Extract(Stage):
@@ -114,3 +124,27 @@ class Extract(Stage):
         return replies.features(
             row, spec, p.space, vector, cause, primary=False, backfill_id=p.backfill_id
         )
+
+    # --- extraction as a service ---------------------------------------------------------
+    def embed(self, requested: str | None, blobs: list[bytes], *, batch: bool) -> Embedded:
+        """Embed images with the configured model, or with the one a model reference names
+        (any model the platform serves, loaded on first use)."""
+        embedder = self._serving(requested)
+        t0 = time.perf_counter()
+        vectors = embedder.embed_many(blobs) if batch else [embedder.embed(b) for b in blobs]
+        ms = round((time.perf_counter() - t0) * 1000, 2)
+        return Embedded(vectors, embedder.spec.name, ms)
+
+    def _serving(self, requested: str | None) -> Embedder:
+        default = self._embedder_for(spec_for(self.settings.features))
+        if requested in (None, "", default.spec.name, default.spec.ref):
+            return default
+        assert requested is not None
+        spec = self.models.spec(requested)
+        if not self.models.in_use(spec):
+            raise InvalidInput(
+                f"this instance serves {default.spec.ref} and the models tenants use;"
+                f" {requested} is not one of them",
+                code="model_not_loaded",
+            )
+        return self._embedder_for(spec)
