@@ -70,7 +70,7 @@ class ImageService:
             # Row first, then the object: an S3 notification for the object then always finds
             # the row and leaves the image to this request (no double processing).
             with self.db.tenant_tx(tenant_id) as conn:
-                tenant = UsageService.lock_tenant(conn, tenant_id)
+                tenant = tenants.lock_active(conn, tenant_id=tenant_id)
                 same = images.same_bytes(conn, tenant_id=tenant_id, sha256=digest)
                 if same is None:
                     UsageService.check_storage(conn, tenant, len(data))
