@@ -95,29 +95,8 @@ class SearchService:
         # A model without a calibration reports raw cosine (and says so: Answered).
         self.spec = spec_for(settings.features)
 
-    def by_image(
-        self,
-        principal: Principal,
-        data: bytes,
-        *,
-        limit: int = 10,
-        threshold: float = 0.7,
-        exclude: uuid.UUID | None = None,
-        verify: bool = True,
-        stages: Stages | None = None,
-    ) -> list[Result]:
-        return self.by_image_answered(
-            principal,
-            data,
-            limit=limit,
-            threshold=threshold,
-            exclude=exclude,
-            verify=verify,
-            stages=stages,
-        )[0]
-
     @metrics.timed_search("image")
-    def by_image_answered(
+    def by_image(
         self,
         principal: Principal,
         data: bytes,
@@ -208,7 +187,7 @@ class SearchService:
         return [res for res, _ in out[:limit]], answered
 
     @metrics.timed_search("vector")
-    def by_vector_answered(
+    def by_vector(
         self,
         principal: Principal,
         vector: list[float],
@@ -217,6 +196,8 @@ class SearchService:
         threshold: float = 0.7,
         exclude: uuid.UUID | None = None,
     ) -> tuple[list[Result], Answered]:
+        """Search by vector in the tenant's active space; the results and which space (and
+        similarity scale) answered."""
         self._check(limit, threshold)
         tenant_id = principal.require_tenant()
         answered, spec = self._active(tenant_id)

@@ -79,7 +79,7 @@ async def search(
         form = await read_form(request, max_files=1)
         data = await one_file(form).read()
         results, answered = await run_in_threadpool(
-            c.search.by_image_answered,
+            c.search.by_image,
             principal,
             data,
             limit=int(number(form, "limit", 10, integer=True)),
@@ -89,7 +89,7 @@ async def search(
     elif ctype.startswith("application/json"):
         q = await read_json(request, VectorQuery)
         results, answered = await run_in_threadpool(
-            c.search.by_vector_answered,
+            c.search.by_vector,
             principal,
             q.vector,
             limit=q.limit,
