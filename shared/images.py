@@ -141,7 +141,7 @@ class ImageService:
         return rows, total
 
     def _tenant(self, tenant_id: uuid.UUID) -> TenantRow:
-        with self.db.tx() as conn:
+        with self.db.tenant_tx(tenant_id) as conn:
             tenant = tenants.get(conn, tenant_id=tenant_id)
         if tenant is None:
             raise NotFound("tenant not found", code="tenant_not_found")

@@ -234,7 +234,7 @@ class SearchService:
 
     def _count(self, tenant_id: uuid.UUID) -> None:
         """The active-tenant check, and the search counted in the tenant's usage."""
-        with span("search.query", tenant_id=tenant_id), self.db.tx() as conn:
+        with span("search.query", tenant_id=tenant_id), self.db.tenant_tx(tenant_id) as conn:
             tenants.active(conn, tenant_id=tenant_id)
             execute(
                 conn,
