@@ -18,7 +18,7 @@ from shared.errors import Conflict, NotFound, PayloadTooLarge
 from shared.imaging import validate_upload
 from shared.pipeline import replies
 from shared.storage import ObjectStore, original_key, thumb_key
-from shared.store import images, tenants
+from shared.store import images, model_spaces, tenants
 from shared.store.images import ImageRow, groups
 from shared.store.tenants import TenantRow
 from shared.telemetry import span
@@ -190,9 +190,9 @@ class ImageService:
                 self.storage.delete(tenant.minio_bucket_name, thumb_key(row.id, size))
             # The tenant's space, not only row.vector_space: an image deleted mid-pipeline may
             # be indexed by a delivery already in flight.
-            with self.db.tx() as conn:
-                held = images.held_spaces(conn, tenant_id=row.tenant_id, image_id=row.id)
-            spaces = {row.vector_space, tenant.qdrant_collection_name} | held
+            with self.db.tx() as conn:  # model tables: the platform's own (no tenant role)
+                held = model_spaces.spaces_of_image(conn, tenant_id=row.tenant_id, image_id=row.id)
+            spaces = {row.vector_space, tenant.qdrant_collection_name, *held}
             for space in spaces - {None}:
                 try:
                     self.vectors.delete(str(space), tenant_id=row.tenant_id, point_ids=[row.id])

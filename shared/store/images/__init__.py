@@ -19,7 +19,7 @@ from typing import Any, LiteralString
 
 import psycopg
 
-from shared.db import execute, fetch_all, fetch_dicts, fetch_one
+from shared.db import execute, fetch_all, fetch_one
 
 Conn = psycopg.Connection[Any]
 
@@ -91,12 +91,6 @@ UPDATE images SET deleted_at = now(), updated_at = now() WHERE id = %(id)s AND t
 FORGET: LiteralString = "DELETE FROM images WHERE id = %(id)s AND tenant_id = %(t)s"
 REMOVE_DELETED: LiteralString = """
 DELETE FROM images WHERE id = %(id)s AND tenant_id = %(t)s AND deleted_at IS NOT NULL
-"""
-# Every space that may hold an image's vector: those recorded for it, and the tenant's other
-# space (a copy may be in flight). image_spaces rows go with their image (foreign key).
-HELD_SPACES: LiteralString = """
-SELECT space FROM image_spaces WHERE image_id = %(id)s UNION
-SELECT other_space FROM tenant_models WHERE tenant_id = %(t)s AND other_space IS NOT NULL
 """
 
 
@@ -172,10 +166,3 @@ def forget(conn: Conn, *, tenant_id: uuid.UUID, image_id: uuid.UUID) -> None:
 def remove_deleted(conn: Conn, *, tenant_id: uuid.UUID, image_id: uuid.UUID) -> None:
     """The last step of a purge: the soft-deleted row itself."""
     execute(conn, REMOVE_DELETED, {"id": image_id, "t": tenant_id}, table="images")
-
-
-def held_spaces(conn: Conn, *, tenant_id: uuid.UUID, image_id: uuid.UUID) -> set[str]:
-    """Platform-wide (image_spaces and tenant_models have no tenant role grants): the vector
-    spaces that hold, or may soon hold, this image's vector."""
-    rows = fetch_dicts(conn, HELD_SPACES, {"id": image_id, "t": tenant_id}, table="image_spaces")
-    return {str(r["space"]) for r in rows}
