@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from shared.auth.principal import Principal
 from shared.config import Settings
-from shared.db import Database, execute
+from shared.db import Database
 from shared.errors import Conflict, NotFound, PayloadTooLarge
 from shared.imaging import validate_upload
 from shared.pipeline import replies
 from shared.storage import ObjectStore, original_key, thumb_key
-from shared.store import images, model_spaces, tenants
+from shared.store import images, model_spaces, tenants, usage
 from shared.store.images import ImageRow, groups
 from shared.store.tenants import TenantRow
 from shared.telemetry import span
@@ -87,14 +87,7 @@ class ImageService:
                         original_key=key,
                         uploaded_by=principal.user_id,
                     )
-                    execute(
-                        conn,
-                        "INSERT INTO usage_daily (tenant_id, day, uploads) VALUES"
-                        " (%(t)s, (now() AT TIME ZONE 'UTC')::date, 1) ON CONFLICT"
-                        " (tenant_id, day) DO UPDATE SET uploads = usage_daily.uploads + 1",
-                        {"t": tenant_id},
-                        table="usage_daily",
-                    )
+                    usage.add(conn, tenant_id=tenant_id, uploads=1)
             bucket = tenant.minio_bucket_name
             if same is not None:
                 s.set_attribute("image.duplicate_of", str(same.id))

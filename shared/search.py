@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 from shared import metrics
 from shared.auth.principal import Principal
 from shared.config import Settings
-from shared.db import Database, execute
+from shared.db import Database
 from shared.errors import InvalidInput, NotFound
 from shared.features.registry import ModelSpec, spec_for
 from shared.local_features import Region, Verification, extract_query
 from shared.regions import region_proposals
-from shared.store import tenants
+from shared.store import tenants, usage
 from shared.telemetry import span
 from shared.vectors import VectorIndex
 from shared.verification import background, final_similarity, load, verify_all
@@ -236,14 +236,7 @@ class SearchService:
         """The active-tenant check, and the search counted in the tenant's usage."""
         with span("search.query", tenant_id=tenant_id), self.db.tenant_tx(tenant_id) as conn:
             tenants.active(conn, tenant_id=tenant_id)
-            execute(
-                conn,
-                "INSERT INTO usage_daily (tenant_id, day, searches) VALUES"
-                " (%(t)s, (now() AT TIME ZONE 'UTC')::date, 1)"
-                " ON CONFLICT (tenant_id, day) DO UPDATE SET searches = usage_daily.searches + 1",
-                {"t": tenant_id},
-                table="usage_daily",
-            )
+            usage.add(conn, tenant_id=tenant_id, searches=1)
 
     def _nearest(
         self,
