@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from shared.images import ImageService
     from shared.model_migrations import MigrationService
     from shared.pipeline import Pipeline
-    from shared.pipeline.sweeper import Sweeper
     from shared.search import SearchService
     from shared.storage import ObjectStore
     from shared.vectors import VectorIndex
@@ -198,19 +197,8 @@ class Container(IdentityWiring):
             embedder_for=self.embedder_for,
             migrations=lambda: self.migrations,
             publisher=lambda: self.publisher,
-        )
-
-    @cached_property
-    def sweeper(self) -> Sweeper:
-        from shared.pipeline.sweeper import Sweeper
-
-        return Sweeper(
-            self.db,
-            self.settings,
-            images=self.images,
-            publisher=lambda: self.publisher,
+            images=lambda: self.images,
             purge_tenants=lambda: self.tenants.purge_deleted(),
-            top_up=lambda: self.migrations.top_up(),
         )
 
     @cached_property

@@ -20,7 +20,7 @@ router = APIRouter(tags=["sweeper"])
 @router.post("/events/sweeper", **EVENT_ROUTE)
 async def on_tick(request: Request, c: Services) -> JSONResponse:
     await read_event(request)
-    swept = await run_in_threadpool(c.sweeper.sweep)
+    swept = await run_in_threadpool(c.pipeline.sweeper.sweep)
     return JSONResponse(
         {
             "restarted": swept.restarted,

@@ -4,7 +4,7 @@
   ``adopt``: an original put straight into a tenant bucket gets a row, then is processed;
 - ``extract``: image.validated → the vector(s) → features.extracted (and backfill re-embeds);
 - ``index``: features.extracted → upsert, near-duplicate ``grouping`` → image.indexed;
-- ``sweeper``: restarts stuck images, purges deleted ones;
+- ``sweeper``: each tick restarts stuck images, purges deleted images and tenants;
 - ``replies``: every event these emit; ``stage``: loading and failing an image.
 
 Each stage is idempotent on the image id:
@@ -30,18 +30,21 @@ from shared.pipeline.adopt import Adoption
 from shared.pipeline.extract import Extract
 from shared.pipeline.index import Index
 from shared.pipeline.process import Process
+from shared.pipeline.sweeper import Sweeper
 from shared.storage import ObjectStore
 from shared.vectors import VectorIndex
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
     from shared.features.embedder import Embedder
+    from shared.images import ImageService
     from shared.model_migrations import MigrationService
     from shared.model_spaces import ModelSpaces
 
 
 class Pipeline:
-    """The stages, sharing one set of adapters; each event handler calls one of them."""
+    """The stages and the sweeper, sharing one set of adapters; each event handler calls one
+    method of one of them."""
 
     def __init__(
         self,
@@ -54,6 +57,8 @@ class Pipeline:
         embedder_for: Callable[[ModelSpec], Embedder],
         migrations: Callable[[], MigrationService],
         publisher: Callable[[], Publisher],
+        images: Callable[[], ImageService],
+        purge_tenants: Callable[[], int],
     ):
         self.process = Process(db, storage, settings)
         self.adopt = Adoption(db, storage, settings, self.process)
@@ -62,4 +67,12 @@ class Pipeline:
         )
         self.index = Index(
             db, storage, settings, vectors=vectors, models=models, migrations=migrations
+        )
+        self.sweeper = Sweeper(
+            db,
+            settings,
+            images=images,
+            publisher=publisher,
+            purge_tenants=purge_tenants,
+            top_up=lambda: migrations().top_up(),
         )

@@ -38,12 +38,12 @@ class Sweeper:
         db: Database,
         settings: Settings,
         *,
-        images: ImageService,
+        images: Callable[[], ImageService],
         publisher: Callable[[], Publisher],
         purge_tenants: Callable[[], int],
         top_up: Callable[[], int],
     ):
-        self.db, self.settings, self.images = db, settings, images
+        self.db, self.settings, self._images = db, settings, images
         self._publisher, self._purge_tenants, self._top_up = publisher, purge_tenants, top_up
 
     def sweep(self) -> Swept:
@@ -55,7 +55,7 @@ class Sweeper:
                 self._publisher().publish(event)
                 restarted += 1
         for row in self.deleted():
-            self.images.purge(row)
+            self._images().purge(row)
             purged += 1
         tenants = self._purge_tenants()
         # Model migrations resume here after a crash (and stale re-embeddings are queued again).
