@@ -147,7 +147,7 @@ class Container(IdentityWiring):
 
     @cached_property
     def models(self) -> ModelSpaces:
-        return ModelSpaces(self.db, lambda: self.vectors, self.settings)
+        return ModelSpaces(self.db, self.vectors, self.settings)
 
     @cached_property
     def custom_models(self) -> CustomModels:
@@ -166,7 +166,7 @@ class Container(IdentityWiring):
             batch=self.settings.models_backfill_batch,
             stale_seconds=self.settings.models_backfill_stale_seconds,
         )
-        return MigrationService(self.db, self.models, lambda: self.vectors, backfill)
+        return MigrationService(self.db, self.models, self.vectors, backfill)
 
     @cached_property
     def publisher(self) -> Publisher:

@@ -6,7 +6,6 @@ the other space). The platform's models follow when every tenant has switched.""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.db import Database
@@ -25,10 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class Cutover:
-    def __init__(
-        self, db: Database, models: ModelSpaces, vectors: Callable[[], VectorIndex]
-    ) -> None:
-        self.db, self.models, self._vectors = db, models, vectors
+    def __init__(self, db: Database, models: ModelSpaces, vectors: VectorIndex) -> None:
+        self.db, self.models, self.vectors = db, models, vectors
 
     def switch(
         self, tenants: list[TenantRow], role: str, *, platform: bool
@@ -61,7 +58,7 @@ class Cutover:
         # The vector index is counted too: image_spaces says what was written, the index
         # says what is there now.
         try:
-            points = self._vectors().count(st.other_space, tenant_id=t.id)
+            points = self.vectors.count(st.other_space, tenant_id=t.id)
         except NotFound:
             points = 0
         with span("model.switch", tenant_id=t.id), self.db.tx() as conn:
@@ -105,7 +102,7 @@ class Cutover:
         return dropped
 
     def _drop_points(self, t: TenantRow, space: str) -> None:
-        vectors = self._vectors()
+        vectors = self.vectors
         with self.db.tx() as conn:
             used = store.space_users(conn, space=space)
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared import model_status
@@ -42,12 +41,12 @@ class MigrationService:
         self,
         db: Database,
         models: ModelSpaces,
-        vectors: Callable[[], VectorIndex],
+        vectors: VectorIndex,
         backfill: Backfiller,
     ) -> None:
-        # ``vectors`` is resolved on use (opening the vector engine is the owner process's job).
+        # The adapter opens its engine on first use (the owner process's job).
         self.db, self.models, self.backfill = db, models, backfill
-        self._vectors = vectors
+        self.vectors = vectors
         self.switcher = Cutover(db, models, vectors)
 
     def top_up(self) -> int:
@@ -99,7 +98,7 @@ class MigrationService:
             if st.active_model == spec.ref or st.other_role == "target":
                 continue
             space = space_for(t, spec)
-            self._vectors().ensure_space(space, spec.dim)
+            self.vectors.ensure_space(space, spec.dim)
             with span("model.migrate", tenant_id=t.id), self.db.tx() as conn:
                 store.start_target(conn, tenant_id=t.id, model=spec.ref, space=space)
                 self.backfill.new_job(conn, t.id, spec.ref, space, "migrate")
@@ -132,7 +131,7 @@ class MigrationService:
         for t in self._tenants(tenant_id):
             st = self.models.state(t.id)
             spec = self.models.spec(st.active_model)
-            self._vectors().ensure_space(st.active_space, spec.dim)
+            self.vectors.ensure_space(st.active_space, spec.dim)
             with span("model.reindex", tenant_id=t.id), self.db.tx() as conn:
                 store.forget_space(conn, tenant_id=t.id, space=st.active_space)
                 self.backfill.new_job(conn, t.id, st.active_model, st.active_space, "reindex")

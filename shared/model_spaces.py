@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,13 +48,11 @@ def space_for(tenant: TenantRow, spec: ModelSpec) -> str:
 
 
 class ModelSpaces(ModelCatalog):
-    def __init__(
-        self, db: Database, vectors: Callable[[], VectorIndex], settings: Settings
-    ) -> None:
-        # ``vectors`` is resolved on use: this service is built in every function, most of
-        # which never open the vector engine.
+    def __init__(self, db: Database, vectors: VectorIndex, settings: Settings) -> None:
+        # This service is built in every function, most of which never use the vector engine:
+        # the adapter opens it on first use.
         super().__init__(db, settings)
-        self._vectors = vectors
+        self.vectors = vectors
 
     # --- the platform ------------------------------------------------------------------------
     def platform(self, conn: psycopg.Connection[Any]) -> PlatformRow:
@@ -116,7 +113,7 @@ class ModelSpaces(ModelCatalog):
             row = store.state(conn, tenant_id=tenant_id)
         assert row is not None
         if other is not None and row.other_space:
-            self._vectors().ensure_space(row.other_space, other.dim)
+            self.vectors.ensure_space(row.other_space, other.dim)
         return row
 
     def _model_of_space(self, tenant: TenantRow, platform_ref: str) -> str:
