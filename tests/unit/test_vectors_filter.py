@@ -16,7 +16,7 @@ from shared.vectors import TENANT_KEY, EdgeIndex, QdrantIndex, tenant_filter
 def test_the_same_helper_builds_both_adapters_filters() -> None:
     t = uuid.uuid4()
     client = tenant_filter(models, t, models.HasIdCondition(has_id=[str(uuid.uuid4())]))
-    assert isinstance(client, models.Filter) and client.must is not None
+    assert isinstance(client, models.Filter) and isinstance(client.must, list)
     first = client.must[0]
     assert isinstance(first, models.FieldCondition)
     assert first.key == TENANT_KEY and first.match == models.MatchValue(value=str(t))

@@ -5,6 +5,7 @@ run the way the services run them (inside the tenant's transaction)."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -84,10 +85,11 @@ def test_catalog_reads_are_scoped_and_soft_delete_hides(db: Database) -> None:
 def test_stage_transitions_leave_only_their_own_stage(db: Database) -> None:
     t = add_tenant(db)
     row = add_image(db, t)
-    key = {"tenant_id": t.id, "image_id": row.id}
     with db.tenant_tx(t.id) as conn:
-        assert stages.mark_extracted(conn, **key, model="m", space="s") == 0  # not validated
-        validated = {
+        assert (
+            stages.mark_extracted(conn, tenant_id=t.id, image_id=row.id, model="m", space="s") == 0
+        )  # not validated
+        validated: dict[str, Any] = {
             "width": 4,
             "height": 3,
             "thumb_256_key": "t256",
@@ -95,20 +97,30 @@ def test_stage_transitions_leave_only_their_own_stage(db: Database) -> None:
             "thumbnails_bytes": 10,
             "phash": 7,
         }
-        assert stages.mark_validated(conn, **key, **validated) == 1
-        assert stages.mark_validated(conn, **key, **validated) == 0  # redelivered
-        loaded = stages.with_tenant(conn, **key)
+        assert stages.mark_validated(conn, tenant_id=t.id, image_id=row.id, **validated) == 1
+        assert (
+            stages.mark_validated(conn, tenant_id=t.id, image_id=row.id, **validated) == 0
+        )  # redelivered
+        loaded = stages.with_tenant(conn, tenant_id=t.id, image_id=row.id)
         assert loaded is not None
         image, tenant = loaded
         assert image.status == "validated" and image.phash == 7 and tenant == t
-        assert stages.mark_extracted(conn, **key, model="m", space="s") == 1
-        assert stages.back_to_validated(conn, **key) == 1  # the sweeper's restart
-        assert stages.mark_extracted(conn, **key, model="m", space="s") == 1
-        assert stages.mark_indexed(conn, **key) == 1
-        assert stages.mark_indexed(conn, **key) == 0
+        assert (
+            stages.mark_extracted(conn, tenant_id=t.id, image_id=row.id, model="m", space="s") == 1
+        )
+        assert (
+            stages.back_to_validated(conn, tenant_id=t.id, image_id=row.id) == 1
+        )  # the sweeper's restart
+        assert (
+            stages.mark_extracted(conn, tenant_id=t.id, image_id=row.id, model="m", space="s") == 1
+        )
+        assert stages.mark_indexed(conn, tenant_id=t.id, image_id=row.id) == 1
+        assert stages.mark_indexed(conn, tenant_id=t.id, image_id=row.id) == 0
     assert status(db, row) == "indexed"
     with db.tenant_tx(t.id) as conn:
-        stages.mark_failed(conn, **key, code="corrupt_image", reason="broken")
+        stages.mark_failed(
+            conn, tenant_id=t.id, image_id=row.id, code="corrupt_image", reason="broken"
+        )
         assert stages.with_tenant(conn, tenant_id=uuid.uuid4(), image_id=row.id) is None
     assert status(db, row) == "failed"
 
