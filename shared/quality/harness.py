@@ -22,6 +22,8 @@ from typing import Any
 
 import psycopg
 
+from shared.store import deliveries, tenants
+
 # Where report() writes NAME.json (the benchmarks' folder, as `deeplens bench` does).
 OUT = Path(os.environ.get("DEEPLENS_BENCH_OUT", Path.cwd() / "tests" / "perf" / "results"))
 PIPELINE = ("/events/process-image", "/events/extract", "/events/index-vector")
@@ -69,11 +71,10 @@ class Platform:
             },
         )
         assert r.status_code == 201, r.text
+        tenant_id = uuid.UUID(r.json()["tenant"]["id"])
         with self.container.db.tx() as conn:
-            conn.execute(
-                "UPDATE tenants SET max_api_calls_per_day = 10000000,"
-                " max_storage_bytes = 100000000000"
-            )
+            tenants.update(conn, tenant_id=tenant_id, column="max_api_calls_per_day", value=10**7)
+            tenants.update(conn, tenant_id=tenant_id, column="max_storage_bytes", value=10**11)
         return {"Authorization": f"Bearer {r.json()['accessToken']}"}
 
     def run_pipeline(self) -> None:
@@ -83,10 +84,8 @@ class Platform:
 
         auth = sender_headers(self.container.settings)
         with self.container.db.tx() as conn:
-            rows = conn.execute(
-                "SELECT event FROM broker_deliveries WHERE status = 'pending' ORDER BY id"
-            ).fetchall()
-        for (raw,) in rows:
+            rows = deliveries.pending_events(conn)
+        for raw in rows:
             ev = from_json(raw)
             for path in PIPELINE:
                 headers, body = encode_binary(ev)
@@ -94,7 +93,7 @@ class Platform:
                 assert r.status_code == 200, (path, r.text)
                 ev = decode(dict(r.headers), r.content)
         with self.container.db.tx() as conn:
-            conn.execute("UPDATE broker_deliveries SET status = 'done'")
+            deliveries.all_pending_done(conn)
 
 
 @contextmanager

@@ -134,3 +134,22 @@ def dead(conn: Conn, *, delivery_id: int, error: str) -> None:
 def forget_dead(conn: Conn, *, event_id: str) -> int:
     """Drop an event's dead deliveries, so a replay of it is queued again."""
     return execute(conn, FORGET_DEAD, {"e": event_id}, table="broker_deliveries")
+
+
+# --- for the in-process quality harness (shared/quality/harness.py), which drives the
+# pipeline itself instead of running the broker.
+PENDING_EVENTS: LiteralString = (
+    "SELECT event FROM broker_deliveries WHERE status = 'pending' ORDER BY id"
+)
+ALL_PENDING_DONE: LiteralString = (
+    "UPDATE broker_deliveries SET status = 'done' WHERE status = 'pending'"
+)
+
+
+def pending_events(conn: Conn) -> list[dict[str, Any]]:
+    """The events still waiting for delivery, oldest first (structured JSON)."""
+    return [row[0] for row in conn.execute(PENDING_EVENTS).fetchall()]
+
+
+def all_pending_done(conn: Conn) -> None:
+    conn.execute(ALL_PENDING_DONE)

@@ -172,8 +172,17 @@ def test_one_trace_per_image_and_summed_metrics_across_processes(
             assert time.monotonic() < deadline, states
             time.sleep(0.2)
 
-        # Any one process answers for all of them.
-        m = Scrape(http.get(urls["tenants"] + "/metrics").text)
+        # Any one process answers for all of them. A stage counts itself when its handler
+        # returns, a moment after the row is marked (index-vector still groups duplicates).
+        while True:
+            m = Scrape(http.get(urls["tenants"] + "/metrics").text)
+            done = [
+                m.value("deeplens_pipeline_stage_total", stage=s, outcome="ok")
+                for s in ("process-image", "extract", "index-vector")
+            ]
+            if done == [2, 2, 2] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         for stage in ("process-image", "extract", "index-vector"):
             assert m.value("deeplens_pipeline_stage_total", stage=stage, outcome="ok") == 2
         assert m.value("deeplens_upload_to_indexed_seconds_count") == 2
