@@ -23,6 +23,7 @@ from shared.config import Settings
 from shared.guards import InputGuard
 from shared.http import BodyLimit, Receive, Scope, Send, install_error_handlers
 from shared.logs import setup_logging
+from shared.observe import App as ASGI
 from shared.observe import observe
 from shared.telemetry import setup_telemetry
 
@@ -96,6 +97,11 @@ class DeepLensFunction:
             if warm is not None:
                 warm(container)
         self.app = app
+        inner: ASGI = app
+        for module in self.modules:  # reads served before FastAPI (shared/hotpath/fastread.py)
+            hot = getattr(module, "hot", None)
+            if hot is not None:
+                inner = hot(inner, container)
         # FastAPI itself opens a server span per request ("POST /api/auth/login").
         from shared.hotpath import QuotaGate
 
@@ -104,7 +110,7 @@ class DeepLensFunction:
         self._asgi = observe(  # RED metrics per route, GET /metrics (shared/observe.py)
             QuotaGate(
                 BodyLimit(
-                    InputGuard(app, body_timeout=settings.body_read_timeout_seconds),
+                    InputGuard(inner, body_timeout=settings.body_read_timeout_seconds),
                     json_limit=settings.max_json_bytes,
                     upload_limit=settings.max_upload_bytes,
                 ),

@@ -15,6 +15,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from shared.auth.principal import Principal
+from shared.bootstrap import Container
+from shared.hotpath.fastread import ASGI, ONE_IMAGE, FastRead
 from shared.http import Auth, Services
 from shared.models import ApiModel
 from shared.store.images import ImageRow
@@ -160,7 +163,20 @@ def list_images(
 
 @router.get("/api/images/{image_id}", response_model=ImageOut)
 def get_image(image_id: uuid.UUID, principal: Auth, c: Services) -> ImageOut:
+    """Served by ``hot`` below when the request is authenticated; this route answers the rest
+    (no credentials: 401) and documents the endpoint."""
     return ImageOut.of(c.images.get(principal, image_id))
+
+
+def hot(app: ASGI, c: Container) -> ASGI:
+    """The data plane's most frequent read without FastAPI's routing, dependency solving and
+    response re-validation (shared/hotpath/fastread.py): same answer, errors and span name."""
+    return FastRead(app, ONE_IMAGE, lambda p, image_id: _image_json(c, p, image_id))
+
+
+def _image_json(c: Container, principal: Principal, image_id: uuid.UUID) -> bytes:
+    out = ImageOut.of(c.images.get(principal, image_id))
+    return ImageOut.__pydantic_serializer__.to_json(out, by_alias=True)
 
 
 @router.get("/api/images/{image_id}/vector", response_model=VectorOut)

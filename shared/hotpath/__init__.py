@@ -22,7 +22,8 @@ calls can still sign in and read its usage and analytics. ``QuotaGate`` runs the
 the application reads the request body.
 
 The package: ``identity`` (the identity cache and its LISTEN), ``meter`` (``Gate``: the cache
-plus the API-call meter), ``middleware`` (``QuotaGate`` and the credentials of a request).
+plus the API-call meter), ``middleware`` (``QuotaGate`` and the credentials of a request),
+``fastread`` (``FastRead``: ``GET /api/images/{id}`` answered in front of FastAPI).
 """
 
 from shared.hotpath.identity import CHANNEL, NeedsDatabase

@@ -41,6 +41,7 @@ from shared.local.wire import (
 )
 
 log = logging.getLogger("deeplens.ingress")
+SMALL_BODY = 64 * 1024  # answers up to this size are forwarded in one write
 
 
 class Ingress(SelfAnswers):
@@ -210,8 +211,13 @@ class Ingress(SelfAnswers):
             if name not in HOP:
                 resp.append(name + b": " + value + b"\r\n")
         resp.append(b"connection: keep-alive\r\n\r\n" if keep else b"connection: close\r\n\r\n")
-        writer.write(b"".join(resp))
         try:
+            if not no_body and r_length and r_length <= SMALL_BODY:
+                # A small answer (most are) leaves in one write, head and body together: one
+                # send instead of two, and the client reads it whole.
+                resp.append(await b_reader.readexactly(r_length))
+                no_body = True
+            writer.write(b"".join(resp))
             if not no_body:
                 if r_chunked:
                     await copy_chunked(b_reader, writer)

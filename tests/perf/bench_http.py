@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import time
 import uuid
 from pathlib import Path
@@ -33,6 +34,18 @@ def _hammer(url: str, path: str, headers: dict[str, str], seconds: float, q: mp.
             n += 1
             errors += r.status_code != 200
     q.put((n, errors))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc; 0 elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def throughput(
@@ -75,10 +88,17 @@ def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  #
             ids.append(r.json()["imageId"])
         wait_all(run_.http, t["headers"], set(ids))
         base_rps, _ = throughput(run_.url, "/health/liveness", {}, clients, seconds)
-        rps, errors = throughput(run_.url, f"/api/images/{ids[0]}", t["headers"], clients, seconds)
-        # The images function's own server (func-python's hypercorn), without the ingress.
         procs = json.loads((data_dir / "run" / "processes.json").read_text())["processes"]
         images = next(p for p in procs if "images" in p["functions"])
+        ingress = [p["pid"] for p in procs if p["name"].startswith("ingress")]
+        cpu0 = cpu_seconds([images["pid"]]), cpu_seconds(ingress)
+        rps, errors = throughput(run_.url, f"/api/images/{ids[0]}", t["headers"], clients, seconds)
+        cpu1 = cpu_seconds([images["pid"]]), cpu_seconds(ingress)
+        # CPU per GET in the images process and in the ingress: on a shared machine a steadier
+        # figure than the rates (other work there slows both sides of a ratio unevenly).
+        n = max(1.0, rps * seconds)
+        per_get = [round(1000 * (b - a) / n, 3) for a, b in zip(cpu0, cpu1, strict=True)]
+        # The images function's own server (func-python's hypercorn), without the ingress.
         direct = f"http://127.0.0.1:{images['port']}"
         fn_base, _ = throughput(direct, "/health/liveness", {}, clients, seconds)
         assert errors == 0, f"{errors} requests failed"
@@ -134,6 +154,7 @@ def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  #
         seconds=seconds,
         errors=errors,
         image_vs_function_liveness=round(rps / fn_base, 3),
+        cpu_ms_per_get={"images process": per_get[0], "ingress": per_get[1]},
         server="deeplens up (ingress + one process per function group)",
     )
 
