@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from events.codec import Event, encode_binary
-from events.delivery import LocalBroker
+from events.delivery import Budgets, LocalBroker
 from shared.config import Settings
 from shared.db import Database
 
@@ -51,14 +51,16 @@ class HttpBroker(LocalBroker):
             limits=httpx.Limits(max_connections=total, max_keepalive_connections=total),
         )
 
-    def _slots(self, busy: int) -> tuple[int, list[str] | None]:  # noqa: ARG002 - per replica
-        n, subscribers = 0, []
+    def _slots(self, busy: int) -> tuple[int, Budgets | None]:  # noqa: ARG002 - per replica
+        """Never more deliveries for a set of replicas than it has free slots: a delivery
+        claimed beyond them would wait here, ahead of any higher-priority one queued later."""
+        groups: dict[int, tuple[list[str], int]] = {}  # functions sharing replicas share slots
         for fn, replicas in self.targets.items():
             free = sum(max(0, r.concurrency - r.inflight) for r in replicas if r.ready)
             if free > 0:
-                subscribers.append(f"/events/{fn}")
-                n += free
-        return n, subscribers
+                groups.setdefault(id(replicas), ([], free))[0].append(f"/events/{fn}")
+        budgets = list(groups.values())
+        return sum(n for _, n in budgets), budgets
 
     async def _replica(self, fn: str) -> Replica:
         """The least busy ready replica with a free slot (waits for one)."""
