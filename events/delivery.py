@@ -115,6 +115,9 @@ class LocalBroker:
                         inflight.add(task)
                         task.add_done_callback(finished)
                     if batch:
+                        # Let the new deliveries take their replica slots before the free
+                        # ones are counted again (else the next claim counts them twice).
+                        await asyncio.sleep(0)
                         continue
                 except Exception:  # noqa: BLE001 - the broker must outlive any one failure
                     log.exception("broker loop error")
