@@ -35,8 +35,9 @@ from shared.store.deliveries import Delivery
 
 log = logging.getLogger(__name__)
 
-# (subscribers, n): claim at most n deliveries for these subscribers (one set of replicas).
-Budgets = list[tuple[list[str], int]]
+# (subscribers, n, r): claim at most n deliveries for these subscribers (one set of
+# replicas), at most n - r of them below live priority.
+Budgets = list[tuple[list[str], int, int]]
 
 
 class LocalBroker:

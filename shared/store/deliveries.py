@@ -48,18 +48,24 @@ RETURNING id, event, subscriber, attempts
 """
 # The same, with a budget per group of subscribers (the functions one set of replicas serves):
 # a broker never claims more deliveries for a function than it has free slots for, so nothing
-# claimed waits in memory while a higher-priority delivery arrives in the table.
+# claimed waits in memory while a higher-priority delivery arrives in the table; and the last
+# ``r`` free slots of a group are for live work (priority >= 0) only, so a live delivery finds
+# a slot at once instead of waiting for a bulk one to finish.
 CLAIM_GROUPS: LiteralString = """
-WITH budget AS (SELECT g, n FROM unnest(%(ns)s::int[]) WITH ORDINALITY AS b(n, g)),
+WITH budget AS (SELECT g, n, r FROM unnest(%(ns)s::int[], %(rs)s::int[]) WITH ORDINALITY
+                AS b(n, r, g)),
      member AS (SELECT sub, g FROM unnest(%(subs)s::text[], %(gs)s::int[]) AS m(sub, g))
 UPDATE broker_deliveries SET attempts = attempts + 1,
     next_attempt_at = now() + make_interval(secs => %(lease)s), updated_at = now()
 WHERE id IN (SELECT c.id FROM budget CROSS JOIN LATERAL (
-                 SELECT d.id FROM broker_deliveries d
-                 WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-                   AND d.subscriber IN (SELECT sub FROM member WHERE member.g = budget.g)
-                 ORDER BY d.priority DESC, d.next_attempt_at, d.id LIMIT budget.n
-                 FOR UPDATE SKIP LOCKED) c)
+                 SELECT d.id, d.priority, row_number() OVER (
+                     ORDER BY d.priority DESC, d.next_attempt_at, d.id) AS rn
+                 FROM (SELECT d.id, d.priority, d.next_attempt_at FROM broker_deliveries d
+                       WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+                         AND d.subscriber IN (SELECT sub FROM member WHERE member.g = budget.g)
+                       ORDER BY d.priority DESC, d.next_attempt_at, d.id LIMIT budget.n
+                       FOR UPDATE SKIP LOCKED) d) c
+             WHERE c.priority >= 0 OR c.rn <= budget.n - budget.r)
 RETURNING id, event, subscriber, attempts
 """
 RECLAIM: LiteralString = """
@@ -134,13 +140,20 @@ def claim(conn: Conn, *, n: int, lease: float, subscribers: list[str] | None) ->
 
 
 def claim_groups(
-    conn: Conn, *, budgets: list[tuple[list[str], int]], lease: float
+    conn: Conn, *, budgets: list[tuple[list[str], int, int]], lease: float
 ) -> list[Delivery]:
-    """Due deliveries, highest priority first, at most ``n`` for each (subscribers, n) of
-    ``budgets``, leased for ``lease`` seconds. One statement: claim and lease are atomic."""
-    subs = [sub for group, _ in budgets for sub in group]
-    gs = [g for g, (group, _) in enumerate(budgets, 1) for _ in group]
-    params = {"ns": [n for _, n in budgets], "subs": subs, "gs": gs, "lease": lease}
+    """Due deliveries, highest priority first, for each (subscribers, n, r) of ``budgets``:
+    at most ``n``, of which at most ``n - r`` below live priority; leased for ``lease``
+    seconds. One statement: claim and lease are atomic."""
+    subs = [sub for group, _, _ in budgets for sub in group]
+    gs = [g for g, (group, _, _) in enumerate(budgets, 1) for _ in group]
+    params = {
+        "ns": [n for _, n, _ in budgets],
+        "rs": [r for _, _, r in budgets],
+        "subs": subs,
+        "gs": gs,
+        "lease": lease,
+    }
     return fetch_all(conn, CLAIM_GROUPS, params, table="broker_deliveries", row=Delivery)
 
 

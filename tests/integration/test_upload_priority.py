@@ -172,3 +172,47 @@ def test_the_sweeper_restarts_a_bulk_image_at_bulk_priority(platform: Platform) 
             (f"%/images/{image}",),
         ).fetchall()
     assert rows == [(-1, "bulk", "io.deeplens.image.uploaded.v1")]
+
+
+def test_the_last_free_slot_of_a_function_is_kept_for_live_work(database_url: str) -> None:
+    from shared.db import migrate
+    from shared.store import deliveries
+
+    migrate(database_url)
+
+    def queue(conn: Any, priority: int, n: int) -> None:
+        for _ in range(n):
+            eid = str(uuid.uuid4())
+            deliveries.insert(
+                conn,
+                event_id=eid,
+                event_type="t",
+                trigger="t",
+                subscriber="/events/x",
+                event={"id": eid},
+                priority=priority,
+            )
+
+    db = Database(database_url, min_size=1, max_size=2)
+    db.open()
+    try:
+        with db.tx() as conn:
+            queue(conn, -1, 5)
+        group = ["/events/x"]
+        with db.tx() as conn:  # 3 free slots, 1 kept for live: 2 bulk deliveries
+            assert len(deliveries.claim_groups(conn, budgets=[(group, 3, 1)], lease=60)) == 2
+            assert deliveries.claim_groups(conn, budgets=[(group, 1, 1)], lease=60) == []
+            queue(conn, 0, 2)
+            [live] = deliveries.claim_groups(conn, budgets=[(group, 1, 1)], lease=60)
+            assert live.subscriber == "/events/x"
+            # With no reserve, bulk fills every free slot (live first when there is some).
+            got = deliveries.claim_groups(conn, budgets=[(group, 3, 0)], lease=60)
+            assert len(got) == 3
+        with db.tx() as conn:
+            rows = conn.execute(
+                "SELECT priority, count(*) FROM broker_deliveries WHERE attempts = 1"
+                " GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        assert rows == [(-1, 4), (0, 2)]
+    finally:
+        db.close()
