@@ -35,6 +35,10 @@ from shared.store.deliveries import Delivery
 
 log = logging.getLogger(__name__)
 
+# (subscribers, n, r): claim at most n deliveries for these subscribers (one set of
+# replicas), at most n - r of them below live priority.
+Budgets = list[tuple[list[str], int, int]]
+
 
 class LocalBroker:
     def __init__(
@@ -82,8 +86,9 @@ class LocalBroker:
         transport = httpx.ASGITransport(app=self.app)
         return httpx.AsyncClient(transport=transport, base_url="http://broker.local", timeout=120)
 
-    def _slots(self, busy: int) -> tuple[int, list[str] | None]:
-        """How many deliveries to claim now, and for which subscribers (None: any)."""
+    def _slots(self, busy: int) -> tuple[int, Budgets | None]:
+        """How many deliveries to claim now, and how many at most for each group of
+        subscribers (None: any subscriber)."""
         return self.concurrency - busy, None
 
     async def _run(self) -> None:
@@ -104,13 +109,16 @@ class LocalBroker:
                         tick = asyncio.create_task(self._tick(client))
                         inflight.add(tick)
                         tick.add_done_callback(finished)
-                    n, subscribers = self._slots(len(inflight))
-                    batch = await asyncio.to_thread(self._claim, n, subscribers) if n > 0 else []
+                    n, budgets = self._slots(len(inflight))
+                    batch = await asyncio.to_thread(self._claim, n, budgets) if n > 0 else []
                     for d in batch:
                         task = asyncio.create_task(self._deliver(client, d))
                         inflight.add(task)
                         task.add_done_callback(finished)
                     if batch:
+                        # Let the new deliveries take their replica slots before the free
+                        # ones are counted again (else the next claim counts them twice).
+                        await asyncio.sleep(0)
                         continue
                 except Exception:  # noqa: BLE001 - the broker must outlive any one failure
                     log.exception("broker loop error")
@@ -133,9 +141,12 @@ class LocalBroker:
                     log.warning("broker LISTEN connection lost; reconnecting")
                     self._stop.wait(1.0)
 
-    def _claim(self, n: int, subscribers: list[str] | None = None) -> list[Delivery]:
+    def _claim(self, n: int, budgets: Budgets | None = None) -> list[Delivery]:
+        """Highest priority first (events/publisher.PRIORITY)."""
         with self.db.one() as conn:  # one statement: claim and lease atomically
-            return deliveries.claim(conn, n=n, lease=self.lease, subscribers=subscribers)
+            if budgets is None:
+                return deliveries.claim(conn, n=n, lease=self.lease, subscribers=None)
+            return deliveries.claim_groups(conn, budgets=budgets, lease=self.lease)
 
     async def _post(
         self,

@@ -12,9 +12,13 @@ from dataclasses import dataclass
 import httpx
 
 from events.codec import Event, encode_binary
-from events.delivery import LocalBroker
+from events.delivery import Budgets, LocalBroker
 from shared.config import Settings
 from shared.db import Database
+
+# A function whose replicas take at least this many deliveries at once keeps one slot free
+# for live work (bulk uploads and backfills use the others).
+LIVE_RESERVE_FROM = 4
 
 
 @dataclass
@@ -51,14 +55,19 @@ class HttpBroker(LocalBroker):
             limits=httpx.Limits(max_connections=total, max_keepalive_connections=total),
         )
 
-    def _slots(self, busy: int) -> tuple[int, list[str] | None]:  # noqa: ARG002 - per replica
-        n, subscribers = 0, []
+    def _slots(self, busy: int) -> tuple[int, Budgets | None]:  # noqa: ARG002 - per replica
+        """Never more deliveries for a set of replicas than it has free slots: a delivery
+        claimed beyond them would wait here, ahead of any higher-priority one queued later.
+        A set of at least LIVE_RESERVE_FROM slots keeps its last free one for live work."""
+        groups: dict[int, tuple[list[str], int, int]] = {}  # functions sharing replicas
         for fn, replicas in self.targets.items():
-            free = sum(max(0, r.concurrency - r.inflight) for r in replicas if r.ready)
+            ready = [r for r in replicas if r.ready]
+            free = sum(max(0, r.concurrency - r.inflight) for r in ready)
             if free > 0:
-                subscribers.append(f"/events/{fn}")
-                n += free
-        return n, subscribers
+                reserve = int(sum(r.concurrency for r in ready) >= LIVE_RESERVE_FROM)
+                groups.setdefault(id(replicas), ([], free, reserve))[0].append(f"/events/{fn}")
+        budgets = list(groups.values())
+        return sum(n for _, n, _ in budgets), budgets
 
     async def _replica(self, fn: str) -> Replica:
         """The least busy ready replica with a free slot (waits for one)."""

@@ -24,8 +24,16 @@ from shared.store import deliveries
 log = logging.getLogger(__name__)
 
 
-# The ``priority`` extension: background work (re-embedding) is served after live work.
-PRIORITY = {"low": -1}
+# The ``priority`` extension (a CloudEvents extension attribute, carried end to end): the
+# PostgreSQL broker claims higher first. Live work (no extension, 0) is served before bulk
+# uploads (``deeplens ingest``, ``?priority=bulk``), which are served before background
+# re-embedding. Kafka (Knative) carries the extension but delivers FIFO per partition.
+PRIORITY = {"bulk": -1, "low": -2}
+
+
+def priority_name(value: int | None) -> str | None:
+    """The extension value for a stored priority (None: live, no extension)."""
+    return next((name for name, n in PRIORITY.items() if n == value), None)
 
 
 class Publisher(Protocol):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from shared.auth.principal import Principal
 from shared.config import Settings
 from shared.db import Database
-from shared.errors import Conflict, NotFound, PayloadTooLarge
+from shared.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from shared.imaging import validate_upload
 from shared.pipeline import replies
 from shared.storage import ObjectStore, original_key, thumb_key
@@ -29,7 +29,23 @@ if TYPE_CHECKING:
     from events.publisher import Publisher
 
 SOURCE = "/deeplens/images"
-__all__ = ["ImageRow", "ImageService"]
+__all__ = ["ImageRow", "ImageService", "upload_priority"]
+
+# What an upload may declare itself: ``live`` (the default; an interactive upload) or ``bulk``
+# (an import: its pipeline work is served after every live image's, see events/publisher.py).
+UPLOAD_PRIORITIES = ("live", "bulk")
+
+
+def upload_priority(value: str) -> str | None:
+    """The image.uploaded priority extension for an upload's ``priority`` (None: live);
+    400 invalid_priority for anything outside the closed set."""
+    if value == "live":
+        return None
+    if value not in UPLOAD_PRIORITIES:
+        raise InvalidInput(
+            f"priority must be one of {', '.join(UPLOAD_PRIORITIES)}", code="invalid_priority"
+        )
+    return value
 
 
 class ImageService:
@@ -45,9 +61,12 @@ class ImageService:
         self.db, self.storage, self.publisher, self.settings = db, storage, publisher, settings
         self.vectors = vectors
 
-    def upload(self, principal: Principal, *, filename: str, data: bytes) -> tuple[ImageRow, bool]:
-        """Validate completely, store the original, record the row, emit image.uploaded.
-        Returns the image and whether it is an exact duplicate.
+    def upload(
+        self, principal: Principal, *, filename: str, data: bytes, priority: str | None = None
+    ) -> tuple[ImageRow, bool]:
+        """Validate completely, store the original, record the row, emit image.uploaded (with
+        ``priority``, see upload_priority). Returns the image and whether it is an exact
+        duplicate.
 
         Exact duplicates (same bytes, same tenant) are not stored again: the answer is the
         existing image (documented rule: one copy per tenant; re-uploading is idempotent).
@@ -97,7 +116,9 @@ class ImageService:
                     # may never have gone out. Store the (same) bytes and emit again now, rather
                     # than leave the image to the sweeper; every step is idempotent.
                     self.storage.put(bucket, same.original_key, data, info.content_type)
-                    self.publisher.publish(replies.uploaded(same, bucket, source=SOURCE))
+                    self.publisher.publish(
+                        replies.uploaded(same, bucket, source=SOURCE, priority=priority)
+                    )
                 return same, True
             try:
                 self.storage.put(bucket, key, data, info.content_type)
@@ -106,7 +127,7 @@ class ImageService:
                     images.forget(conn, tenant_id=tenant_id, image_id=image_id)
                 raise
             assert row is not None
-            self.publisher.publish(replies.uploaded(row, bucket, source=SOURCE))
+            self.publisher.publish(replies.uploaded(row, bucket, source=SOURCE, priority=priority))
             return row, False
 
     def get(self, principal: Principal, image_id: uuid.UUID) -> ImageRow:

@@ -99,9 +99,13 @@ class ModelSpaces(ModelCatalog):
             if tenant is None:
                 raise NotFound("tenant not found", code="tenant_not_found")
             plat = self.platform(conn)
-            active = self._model_of_space(tenant, plat.active_model)
-            target = plat.target_model
-            other = self.spec(target) if target else None
+        # Specs are resolved with no connection held: spec() takes one of its own, and two
+        # threads each holding one while waiting for another exhaust a 2-connection pool (the
+        # extract process's) until the pool's timeout — every first ingest stalled 30 s.
+        active = self._model_of_space(tenant, plat.active_model)
+        target = plat.target_model
+        other = self.spec(target) if target else None
+        with self.db.tx() as conn:  # idempotent: concurrent first calls insert one row
             store.init_state(
                 conn,
                 tenant_id=tenant_id,

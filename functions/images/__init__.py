@@ -1,6 +1,7 @@
 """images: upload, list, read, thumbnails, original content, vector, delete.
 
-Routes: POST /api/images/upload (multipart ``file``) → 202 {imageId, status, message};
+Routes: POST /api/images/upload (multipart ``file``; ``?priority=bulk`` for imports) → 202
+{imageId, status, message};
 GET /api/images (paged); GET /api/images/{id}; GET /api/images/{id}/vector;
 GET /api/images/{id}/thumbnail/{size}; GET /api/images/{id}/content; DELETE /api/images/{id}.
 """
@@ -19,6 +20,7 @@ from shared.auth.principal import Principal
 from shared.bootstrap import Container
 from shared.hotpath.fastread import ASGI, ONE_IMAGE, FastRead
 from shared.http import Auth, Services
+from shared.images import UPLOAD_PRIORITIES, upload_priority
 from shared.models import ApiModel
 from shared.store.images import ImageRow
 from shared.uploads import clean_filename, multipart_body, one_file, read_form
@@ -99,17 +101,32 @@ class VectorOut(ApiModel):
     responses={200: {"model": UploadOut, "description": "an exact duplicate"}},
     openapi_extra=multipart_body("file"),
 )
-async def upload(request: Request, principal: Auth, c: Services) -> Response:
+async def upload(
+    request: Request,
+    principal: Auth,
+    c: Services,
+    priority: Annotated[
+        str,
+        Query(
+            description="`live` (default): an interactive upload. `bulk`: an import, processed"
+            " after every live upload (the PostgreSQL broker orders by it; Knative's Kafka"
+            " broker carries it but delivers in order per partition). Anything else: 400"
+            " invalid_priority.",
+            json_schema_extra={"enum": list(UPLOAD_PRIORITIES)},
+        ),
+    ] = "live",
+) -> Response:
     """202 for a new image. 200 with ``duplicate: true`` and the existing image's id when
     this tenant already has these exact bytes (nothing is stored twice).
 
     The body is read only after the caller is authenticated (no body parameter here)."""
+    extension = upload_priority(priority)
     form = await read_form(request, max_files=1)
     file = one_file(form)
     filename = clean_filename(file)
     data = await file.read()
     row, duplicate = await run_in_threadpool(
-        c.images.upload, principal, filename=filename, data=data
+        c.images.upload, principal, filename=filename, data=data, priority=extension
     )
     if duplicate:
         body = UploadOut(

@@ -37,10 +37,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 1
     failures: list[tuple[str, str]] = []
     ids: list[str] = []
+    # An import is bulk work: interactive uploads are processed ahead of it.
+    params = {"priority": "live" if getattr(args, "live", False) else "bulk"}
     with _client(args) as client, tqdm(total=len(files), unit="img", desc="upload") as bar:
 
         def send(path: Path) -> None:
-            r = client.post("/api/images/upload", files={"file": (path.name, path.read_bytes())})
+            r = client.post(
+                "/api/images/upload",
+                params=params,
+                files={"file": (path.name, path.read_bytes())},
+            )
             if r.status_code in (200, 202):  # 200: an exact duplicate, already stored
                 ids.append(r.json()["imageId"])
             else:
@@ -107,6 +113,11 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     ingest.add_argument("--concurrency", type=int, default=4)
     ingest.add_argument("--wait", action="store_true", help="wait until all are indexed")
     ingest.add_argument("--timeout", type=float, default=600)
+    ingest.add_argument(
+        "--live",
+        action="store_true",
+        help="upload at live priority (default: bulk, processed after interactive uploads)",
+    )
     common(ingest)
     ingest.set_defaults(func=cmd_ingest)
 

@@ -1,7 +1,9 @@
 """Every event the pipeline emits about an image, built in one place.
 
 A reply caused by an event gets a deterministic id (events/codec.make_event), so a stage that
-runs twice for the same input replies with the same event and the broker drops the copy.
+runs twice for the same input replies with the same event and the broker drops the copy, and
+inherits its cause's ``priority`` extension (events/publisher.PRIORITY): a bulk upload stays
+bulk, a backfill stays low, through every stage.
 """
 
 from __future__ import annotations
@@ -37,9 +39,24 @@ def uploaded_payload(row: ImageRow, bucket: str) -> ImageUploaded:
     )
 
 
-def uploaded(row: ImageRow, bucket: str, *, source: str) -> Event:
-    """image.uploaded: starts (or, from the sweeper, restarts) an image's pipeline."""
-    return make_event(types.IMAGE_UPLOADED, uploaded_payload(row, bucket), source=source)
+def _inherit(event: Event, cause: Event | None) -> Event:
+    """A reply is served at its cause's priority."""
+    if cause is not None and "priority" in cause.extensions:
+        event.extensions["priority"] = cause.extensions["priority"]
+    return event
+
+
+def _with_priority(event: Event, priority: str | None) -> Event:
+    if priority is not None:
+        event.extensions["priority"] = priority
+    return event
+
+
+def uploaded(row: ImageRow, bucket: str, *, source: str, priority: str | None = None) -> Event:
+    """image.uploaded: starts (or, from the sweeper, restarts) an image's pipeline;
+    ``priority``: the extension it carries (None: live)."""
+    event = make_event(types.IMAGE_UPLOADED, uploaded_payload(row, bucket), source=source)
+    return _with_priority(event, priority)
 
 
 def validated(
@@ -50,9 +67,11 @@ def validated(
     height: int,
     source: str,
     cause: Event | None = None,
+    priority: str | None = None,
 ) -> Event:
-    """image.validated: the original decodes and its thumbnails are stored."""
-    return make_event(
+    """image.validated: the original decodes and its thumbnails are stored (at the cause's
+    priority; the sweeper, restarting with no cause, passes ``priority``)."""
+    event = make_event(
         types.IMAGE_VALIDATED,
         ImageValidated(
             image_id=row.id,
@@ -66,11 +85,12 @@ def validated(
         source=source,
         causation=cause,
     )
+    return _with_priority(_inherit(event, cause), priority)
 
 
 def failed(row: ImageRow, stage: str, exc: DeepLensError, cause: Event) -> Event:
     """image.failed: a permanent failure at ``stage`` (the image is marked failed)."""
-    return make_event(
+    event = make_event(
         types.IMAGE_FAILED,
         ImageFailed(
             image_id=row.id,
@@ -82,6 +102,7 @@ def failed(row: ImageRow, stage: str, exc: DeepLensError, cause: Event) -> Event
         source=f"/deeplens/{stage}",
         causation=cause,
     )
+    return _inherit(event, cause)
 
 
 def features(
@@ -113,9 +134,7 @@ def features(
         source="/deeplens/extract",
         causation=cause,
     )
-    if "priority" in cause.extensions:
-        event.extensions["priority"] = cause.extensions["priority"]
-    return event
+    return _inherit(event, cause)
 
 
 def copy_of(event: Event, space: str) -> Event:
@@ -127,12 +146,13 @@ def copy_of(event: Event, space: str) -> Event:
 
 def indexed(row: ImageRow, *, space: str, model: str, cause: Event) -> Event:
     """image.indexed: the image is searchable."""
-    return make_event(
+    event = make_event(
         types.IMAGE_INDEXED,
         ImageIndexed(image_id=row.id, tenant_id=row.tenant_id, space=space, model=model),
         source="/deeplens/index-vector",
         causation=cause,
     )
+    return _inherit(event, cause)
 
 
 def deleted(row: ImageRow, *, source: str) -> Event:

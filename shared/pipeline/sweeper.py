@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from events.codec import Event
+from events.publisher import priority_name
 from shared.config import Settings
 from shared.db import Database
 from shared.pipeline import replies
+from shared.store import deliveries
 from shared.store.images import ImageRow, stages
 
 if TYPE_CHECKING:
@@ -72,7 +74,11 @@ class Sweeper:
 
     def restart_event(self, row: ImageRow) -> Event | None:
         """The event that restarts a stuck image at its stage (extracted restarts at
-        extraction: the vector travelled only in the lost event)."""
+        extraction: the vector travelled only in the lost event), at the priority its events
+        last travelled at (a bulk upload stays bulk)."""
+        with self.db.tx() as conn:
+            subject = f"tenants/{row.tenant_id}/images/{row.id}"
+            priority = priority_name(deliveries.last_priority(conn, subject=subject))
         with self.db.tenant_tx(row.tenant_id) as conn:
             loaded = stages.with_tenant(conn, tenant_id=row.tenant_id, image_id=row.id)
             if loaded is None:
@@ -82,9 +88,14 @@ class Sweeper:
                 stages.back_to_validated(conn, tenant_id=row.tenant_id, image_id=row.id)
         bucket = tenant.minio_bucket_name
         if row.status == "uploaded":
-            return replies.uploaded(row, bucket, source=SOURCE)
+            return replies.uploaded(row, bucket, source=SOURCE, priority=priority)
         if row.status in ("validated", "extracted"):
             return replies.validated(
-                row, bucket, width=row.width or 0, height=row.height or 0, source=SOURCE
+                row,
+                bucket,
+                width=row.width or 0,
+                height=row.height or 0,
+                source=SOURCE,
+                priority=priority,
             )
         return None

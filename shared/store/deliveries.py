@@ -10,7 +10,7 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared.db import execute, fetch_all
+from shared.db import execute, fetch_all, fetch_dicts
 
 Conn = psycopg.Connection[Any]
 
@@ -46,6 +46,28 @@ WHERE id IN (SELECT id FROM broker_deliveries
              ORDER BY priority DESC, next_attempt_at, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
 RETURNING id, event, subscriber, attempts
 """
+# The same, with a budget per group of subscribers (the functions one set of replicas serves):
+# a broker never claims more deliveries for a function than it has free slots for, so nothing
+# claimed waits in memory while a higher-priority delivery arrives in the table; and the last
+# ``r`` free slots of a group are for live work (priority >= 0) only, so a live delivery finds
+# a slot at once instead of waiting for a bulk one to finish.
+CLAIM_GROUPS: LiteralString = """
+WITH budget AS (SELECT g, n, r FROM unnest(%(ns)s::int[], %(rs)s::int[]) WITH ORDINALITY
+                AS b(n, r, g)),
+     member AS (SELECT sub, g FROM unnest(%(subs)s::text[], %(gs)s::int[]) AS m(sub, g))
+UPDATE broker_deliveries SET attempts = attempts + 1,
+    next_attempt_at = now() + make_interval(secs => %(lease)s), updated_at = now()
+WHERE id IN (SELECT c.id FROM budget CROSS JOIN LATERAL (
+                 SELECT d.id, d.priority, row_number() OVER (
+                     ORDER BY d.priority DESC, d.next_attempt_at, d.id) AS rn
+                 FROM (SELECT d.id, d.priority, d.next_attempt_at FROM broker_deliveries d
+                       WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+                         AND d.subscriber IN (SELECT sub FROM member WHERE member.g = budget.g)
+                       ORDER BY d.priority DESC, d.next_attempt_at, d.id LIMIT budget.n
+                       FOR UPDATE SKIP LOCKED) d) c
+             WHERE c.priority >= 0 OR c.rn <= budget.n - budget.r)
+RETURNING id, event, subscriber, attempts
+"""
 RECLAIM: LiteralString = """
 UPDATE broker_deliveries SET next_attempt_at = now()
 WHERE status = 'pending' AND next_attempt_at > now() AND attempts > 0
@@ -61,6 +83,10 @@ UPDATE broker_deliveries SET last_error = %(e)s, updated_at = now(),
 DEAD: LiteralString = """
 UPDATE broker_deliveries SET status = 'dead', last_error = %(e)s, updated_at = now()
 WHERE id = %(id)s
+"""
+# The priority an image's events last travelled at (the sweeper restarts it at that priority).
+LAST_PRIORITY: LiteralString = """
+SELECT priority FROM broker_deliveries WHERE event->>'subject' = %(s)s ORDER BY id DESC LIMIT 1
 """
 FORGET_DEAD: LiteralString = (
     "DELETE FROM broker_deliveries WHERE event_id = %(e)s AND status = 'dead'"
@@ -113,6 +139,24 @@ def claim(conn: Conn, *, n: int, lease: float, subscribers: list[str] | None) ->
     return fetch_all(conn, CLAIM, params, table="broker_deliveries", row=Delivery)
 
 
+def claim_groups(
+    conn: Conn, *, budgets: list[tuple[list[str], int, int]], lease: float
+) -> list[Delivery]:
+    """Due deliveries, highest priority first, for each (subscribers, n, r) of ``budgets``:
+    at most ``n``, of which at most ``n - r`` below live priority; leased for ``lease``
+    seconds. One statement: claim and lease are atomic."""
+    subs = [sub for group, _, _ in budgets for sub in group]
+    gs = [g for g, (group, _, _) in enumerate(budgets, 1) for _ in group]
+    params = {
+        "ns": [n for _, n, _ in budgets],
+        "rs": [r for _, _, r in budgets],
+        "subs": subs,
+        "gs": gs,
+        "lease": lease,
+    }
+    return fetch_all(conn, CLAIM_GROUPS, params, table="broker_deliveries", row=Delivery)
+
+
 def reclaim(conn: Conn) -> int:
     """Deliveries leased by a broker that died are due now (only when one broker runs)."""
     return execute(conn, RECLAIM, table="broker_deliveries")
@@ -153,3 +197,10 @@ def pending_events(conn: Conn) -> list[dict[str, Any]]:
 
 def all_pending_done(conn: Conn) -> None:
     conn.execute(ALL_PENDING_DONE)
+
+
+def last_priority(conn: Conn, *, subject: str) -> int | None:
+    """The priority of the latest delivery about ``subject`` (None: none queued here, as on
+    Knative, where Kafka holds the events)."""
+    rows = fetch_dicts(conn, LAST_PRIORITY, {"s": subject}, table="broker_deliveries")
+    return int(rows[0]["priority"]) if rows else None

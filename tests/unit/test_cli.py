@@ -44,3 +44,9 @@ def test_bench_needs_a_source_checkout(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(cli_source, "checkout_root", lambda: tmp_path)
     with pytest.raises(SystemExit, match="needs a source checkout"):
         main(["bench", "http"])
+
+
+def test_ingest_is_bulk_unless_told_live() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["ingest", "dir"]).live is False
+    assert parser.parse_args(["ingest", "dir", "--live"]).live is True

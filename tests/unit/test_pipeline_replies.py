@@ -97,3 +97,21 @@ def test_uploaded_and_deleted_start_new_chains() -> None:
     assert one.id != two.id and one.data["key"] == r.original_key and one.data["bucket"] == "bucket"
     gone = replies.deleted(r, source="/deeplens/images")
     assert gone.type == types.IMAGE_DELETED and gone.data["space"] is None
+
+
+def test_every_reply_keeps_its_cause_priority_and_the_sweeper_sets_it() -> None:
+    r, spec = row(), next(iter(MODELS.values()))
+    bulk = cause(priority="bulk")
+    for event in (
+        replies.validated(r, "b", width=4, height=3, source="/x", cause=bulk),
+        replies.features(r, spec, "s", [0.5] * spec.dim, bulk, primary=True),
+        replies.indexed(r, space="s", model=spec.name, cause=bulk),
+        replies.failed(r, "extract", InvalidInput("broken", code="corrupt_image"), bulk),
+    ):
+        assert event.extensions["priority"] == "bulk", event.type
+        assert event.extensions["tenantid"] == str(r.tenant_id)
+    assert "priority" not in replies.uploaded(r, "b", source="/x").extensions
+    assert replies.uploaded(r, "b", source="/x", priority="bulk").extensions["priority"] == "bulk"
+    restarted = replies.validated(r, "b", width=4, height=3, source="/x", priority="bulk")
+    assert restarted.extensions["priority"] == "bulk"
+    assert "priority" not in replies.indexed(r, space="s", model="m", cause=cause()).extensions
