@@ -118,26 +118,43 @@ def platform_on_scratch_db(**overrides: Any) -> Iterator[Platform]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def report(name: str, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """Print a table of rows (same keys each) and the extras; write OUT/NAME.json."""
+def machine() -> dict[str, Any]:
+    """The CPU model, cores and Python of this machine (ratios compare only within one)."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def report(
+    name: str, rows: list[dict[str, Any]], *, out: Path | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Print a table of rows (same keys each) and the extras; write NAME.json into ``out``
+    (default OUT). The benchmarks' report too (tests/perf/_common.py)."""
     doc = {
         "benchmark": name,
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "rows": rows,
         **extra,
     }
-    out = sys.stdout
+    stdout = sys.stdout
     if rows:
         keys = list(rows[0])
         widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys}
-        out.write("  ".join(k.ljust(widths[k]) for k in keys) + "\n")
+        stdout.write("  ".join(k.ljust(widths[k]) for k in keys) + "\n")
         for r in rows:
-            out.write("  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys) + "\n")
+            stdout.write("  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys) + "\n")
     for k, v in extra.items():
-        out.write(f"{k}: {v}\n")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{name}.json").write_text(json.dumps(doc, indent=2, default=str))
+        stdout.write(f"{k}: {v}\n")
+    folder = OUT if out is None else out
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(doc, indent=2, default=str))
     return doc
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,34 +21,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from shared.db import Database
 from shared.errors import DeepLensError, QuotaExceeded
 from shared.hotpath import MAX_PENDING, Gate
 from tests.conftest import Platform, make_platform
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def plat(database_url: str, tmp_path: Path) -> Iterator[Platform]:
-    p = make_platform(database_url, tmp_path, only=["auth", "tenants", "admin", "images"])
-    try:
-        yield p
-    finally:
-        p.fn.stop()
-
-
-@pytest.fixture
-def other_gate(plat: Platform, database_url: str) -> Iterator[Gate]:
-    """A second process's gate: its own pool, cache, meter and LISTEN connection."""
-    db = Database(database_url, min_size=1, max_size=4)
-    db.open()
-    gate = Gate(db, lambda: plat.container.keys)
-    gate.start()
-    assert gate.wait_listening()
-    yield gate
-    gate.close()
-    db.close()
 
 
 def sql(url: str, query: str, *args: Any) -> Any:
@@ -85,9 +61,9 @@ def eventually(check: Any, within: float) -> float:
 
 
 def test_demoted_and_deactivated_users_lose_rights_at_once(
-    plat: Platform, other_gate: Gate
+    data_plane: Platform, other_gate: Gate
 ) -> None:
-    p = plat
+    p = data_plane
     t = p.signup("Rights Co")
     tid = t["tenant"]["id"]
     admin = invite(p, t, "admin@rights.test", "Admin")
@@ -133,9 +109,9 @@ def test_demoted_and_deactivated_users_lose_rights_at_once(
 
 
 def test_revoked_key_and_suspended_tenant_refused_at_once_in_another_process(
-    plat: Platform, other_gate: Gate, database_url: str
+    data_plane: Platform, other_gate: Gate, database_url: str
 ) -> None:
-    p = plat
+    p = data_plane
     t = p.signup("Keys Co")
     tid = t["tenant"]["id"]
     created = p.client.post(
@@ -176,9 +152,9 @@ def test_revoked_key_and_suspended_tenant_refused_at_once_in_another_process(
 
 
 def test_over_quota_refused_from_memory_before_the_body_and_control_plane_still_works(
-    plat: Platform, database_url: str
+    data_plane: Platform, database_url: str
 ) -> None:
-    p = plat
+    p = data_plane
     t = p.signup("Noisy Co")
     tid = t["tenant"]["id"]
     sql(
@@ -238,9 +214,9 @@ def _hammer(gate: Gate, tenant: uuid.UUID, n: int) -> int:
 
 
 def test_meter_is_exact_in_one_process_and_bounded_across_processes(
-    plat: Platform, other_gate: Gate, database_url: str
+    data_plane: Platform, other_gate: Gate, database_url: str
 ) -> None:
-    p = plat
+    p = data_plane
     gate = p.container.gate
     for limit, gates in ((500, [gate]), (700, [gate, other_gate])):
         t = p.signup(f"Meter {limit}")
@@ -269,8 +245,8 @@ def test_meter_is_exact_in_one_process_and_bounded_across_processes(
         assert admitted <= counted <= admitted + 8
 
 
-def test_flushes_are_batched(plat: Platform, database_url: str) -> None:
-    p = plat
+def test_flushes_are_batched(data_plane: Platform, database_url: str) -> None:
+    p = data_plane
     t = p.signup("Batch Co")
     gate = p.container.gate
     p.client.get("/api/images", headers=t["headers"])  # first call: counted synchronously

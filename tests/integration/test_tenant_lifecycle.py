@@ -7,41 +7,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from shared.db import Database
 from shared.errors import DeepLensError
 from shared.hotpath import Gate
-from tests.conftest import Platform, make_platform
+from tests.conftest import Platform
 from tests.integration.test_tiers import sysadmin
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def plat(database_url: str, tmp_path: Path) -> Iterator[Platform]:
-    p = make_platform(database_url, tmp_path, only=["auth", "tenants", "admin", "images"])
-    try:
-        yield p
-    finally:
-        p.fn.stop()
-
-
-@pytest.fixture
-def other_gate(plat: Platform, database_url: str) -> Iterator[Gate]:
-    """Another process's identity cache (its own pool and LISTEN connection)."""
-    db = Database(database_url, min_size=1, max_size=2)
-    db.open()
-    gate = Gate(db, lambda: plat.container.keys)
-    gate.start()
-    assert gate.wait_listening()
-    yield gate
-    gate.close()
-    db.close()
 
 
 def suspend_by_put(p: Platform, root: dict[str, str], tid: str) -> int:
@@ -148,10 +124,12 @@ def effects(
     return seen
 
 
-def test_suspension_by_either_route_has_the_same_effects(plat: Platform, other_gate: Gate) -> None:
-    root = sysadmin(plat)
-    by_put = effects(plat, other_gate, root, suspend_by_put, reactivate_by_put)
-    by_admin = effects(plat, other_gate, root, suspend_by_admin, reactivate_by_admin)
+def test_suspension_by_either_route_has_the_same_effects(
+    data_plane: Platform, other_gate: Gate
+) -> None:
+    root = sysadmin(data_plane)
+    by_put = effects(data_plane, other_gate, root, suspend_by_put, reactivate_by_put)
+    by_admin = effects(data_plane, other_gate, root, suspend_by_admin, reactivate_by_admin)
     assert by_put == by_admin
     suspended = (403, "tenant_suspended")
     # A revoked refresh token presented again reads as a leaked one (its family is revoked).
@@ -178,12 +156,12 @@ def test_suspension_by_either_route_has_the_same_effects(plat: Platform, other_g
     }
 
 
-def test_status_is_a_closed_set_on_both_routes(plat: Platform) -> None:
-    root = sysadmin(plat)
-    t = plat.signup()
+def test_status_is_a_closed_set_on_both_routes(data_plane: Platform) -> None:
+    root = sysadmin(data_plane)
+    t = data_plane.signup()
     tid = t["tenant"]["id"]
     for status in ("Deleted", "Paused", "suspended", ""):
-        r = plat.client.put(f"/api/tenants/{tid}", headers=root, json={"status": status})
+        r = data_plane.client.put(f"/api/tenants/{tid}", headers=root, json={"status": status})
         assert r.status_code == 422, (status, r.text)
     from shared.auth.principal import SYSTEM_ADMIN, Principal
     from shared.errors import InvalidInput
@@ -191,9 +169,11 @@ def test_status_is_a_closed_set_on_both_routes(plat: Platform) -> None:
     operator = Principal(tenant_id=None, role=SYSTEM_ADMIN)
     for status in ("Deleted", "Paused"):
         with pytest.raises(InvalidInput):
-            plat.container.tenants.set_status(operator, tenant_id=uuid.UUID(tid), status=status)
+            data_plane.container.tenants.set_status(
+                operator, tenant_id=uuid.UUID(tid), status=status
+            )
         with pytest.raises(InvalidInput):
-            plat.container.tenants.update(
+            data_plane.container.tenants.update(
                 operator, tenant_id=uuid.UUID(tid), changes={"status": status}
             )
-    assert plat.client.get(f"/api/tenants/{tid}", headers=root).json()["status"] == "Active"
+    assert data_plane.client.get(f"/api/tenants/{tid}", headers=root).json()["status"] == "Active"

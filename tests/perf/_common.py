@@ -7,28 +7,17 @@ Benchmarks are not tests: they print figures and write JSON (``tests/perf/result
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared.quality import harness
+
+__all__ = ["OUT", "add_admin_url", "percentile", "photo_jpegs", "report"]
+
 OUT = Path(os.environ.get("DEEPLENS_BENCH_OUT", Path(__file__).parent / "results"))
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -36,31 +25,8 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def report(name: str, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """Print a table of rows (same keys each) and write NAME.json."""
-    doc = {
-        "benchmark": name,
-        "machine": machine(),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "rows": rows,
-        **extra,
-    }
-    if rows:
-        keys = list(rows[0])
-        widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys}
-        print("  ".join(k.ljust(widths[k]) for k in keys))
-        for r in rows:
-            print("  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys))
-    for k, v in extra.items():
-        print(f"{k}: {v}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{name}.json").write_text(json.dumps(doc, indent=2, default=str))
-    return doc
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-    return str(v)
+    """Print a table of rows (same keys each) and write NAME.json into OUT."""
+    return harness.report(name, rows, out=OUT, **extra)
 
 
 def photo_jpegs(n: int, *, size: tuple[int, int] = (1280, 800), seed: int = 0) -> list[bytes]:
