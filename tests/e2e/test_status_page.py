@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,17 @@ def test_status_page_shows_the_metrics(running: Running, browser) -> None:  # ty
     root = http.post(
         "/api/auth/login", json={"email": "root@status.test", "password": "root-password-1"}
     ).json()
-    status = http.get(
-        "/api/admin/status", headers={"Authorization": f"Bearer {root['accessToken']}"}
-    ).json()
+    # The state gauges (images by status, backlog) are read from PostgreSQL at most every
+    # 5 s (shared/scrape.py); the status sampler may have read them while the two images
+    # were still in the pipeline.
+    deadline = time.monotonic() + 15
+    while True:
+        status = http.get(
+            "/api/admin/status", headers={"Authorization": f"Bearer {root['accessToken']}"}
+        ).json()
+        if status["images"].get("indexed") == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     stages = {s["stage"]: s for s in status["stages"]}
     assert {k: stages[k]["runs"] for k in stages} == {
         "process-image": 2,
@@ -85,6 +94,8 @@ def test_status_page_shows_the_metrics(running: Running, browser) -> None:  # ty
     page.get_by_label("Email", exact=True).fill("root@status.test")
     page.get_by_label("Password", exact=True).fill("root-password-1")
     page.get_by_role("button", name="Sign in").click()
+    # Signing in lands on the system admin page; the Status link is followed after that.
+    expect(page.get_by_role("heading", name="System admin")).to_be_visible()
     page.get_by_role("link", name="Status").click()
     expect(page.get_by_role("heading", name="Platform status")).to_be_visible()
     expect(page.locator('[data-stat="images-indexed"] .value')).to_have_text("2")
