@@ -83,13 +83,20 @@ def start_platform(
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url, log, timeout)
+    return Running(proc, url, log, database_url)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
+    """Wait until the process at ``url`` answers its readiness probe; on an early exit or a
+    timeout (the process is killed then) fail with the tail of its log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"deeplens up exited early:\n{log.read_text()[-4000:]}")
+            raise AssertionError(f"{proc.args!r} exited early:\n{log.read_text()[-4000:]}")
         try:
             if httpx.get(url + "/health/readiness", timeout=1).status_code == 200:
-                return Running(proc, url, log, database_url)
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -26,7 +26,7 @@ from events.auth import sender_headers
 from events.broker import LocalBroker
 from shared.config import Settings
 from shared.db import Database
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT, free_port, wait_ready
 from tests.metrics_scrape import Scrape
 from tests.photos import encode, photos
 
@@ -53,16 +53,7 @@ def function_process(target: str, env: dict[str, str], logs: Path) -> Iterator[s
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health/readiness", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(log.read_text()[-3000:])
-            time.sleep(0.1)
+        wait_ready(proc, url, log, 120)
         yield url
     finally:
         proc.terminate()

@@ -26,7 +26,7 @@ import psycopg
 
 from shared.features.onnx_backend import OnnxExtractor
 from shared.features.registry import model_spec
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT, free_port, wait_ready
 from tests.perf._common import add_admin_url, photo_jpegs, report
 
 
@@ -70,16 +70,7 @@ def run(images: int, batch: int, clients: int, admin_url: str) -> dict:  # type:
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health/readiness", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(log.read_text()[-2000:])
-            time.sleep(0.1)
+        wait_ready(proc, url, log, 120)
         batches = [blobs[i : i + batch] for i in range(0, images, batch)]
 
         def post(client: httpx.Client, group: list[bytes]) -> int:
