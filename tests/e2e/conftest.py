@@ -104,6 +104,24 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: floa
     raise AssertionError(f"not ready in {timeout}s:\n{log.read_text()[-4000:]}")
 
 
+def create_admin(running: Running, email: str, password: str) -> None:
+    """A system administrator, made the way an operator does: ``deeplens admin create``
+    against the running platform's database."""
+    assert running.database_url is not None
+    env = {
+        **os.environ,
+        "DEEPLENS_DATA_DIR": str(running.log.parent),
+        "DEEPLENS_DATABASE_URL": running.database_url,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "shared.cli", "admin", "create", "--email", email]
+        + ["--password", password],
+        check=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
 def signup(http: httpx.Client, name: str) -> dict[str, Any]:
     email = f"owner@{name.lower().replace(' ', '-')}.test"
     r = http.post(

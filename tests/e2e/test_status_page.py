@@ -4,15 +4,12 @@ metrics /metrics exposes. Tenant users may not read it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Running, signup, wait_all
+from tests.e2e.conftest import Running, create_admin, signup, wait_all
 from tests.e2e.test_web_ui import SIZES, browser, running, shoot  # noqa: F401 - fixtures
 from tests.metrics_scrape import Scrape
 from tests.photos import encode, photos
@@ -24,28 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_status_page_shows_the_metrics(running: Running, browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     from playwright.sync_api import expect
 
-    assert running.database_url is not None
-    env = {
-        **os.environ,
-        "DEEPLENS_DATA_DIR": str(running.log.parent),
-        "DEEPLENS_DATABASE_URL": running.database_url,
-    }
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shared.cli",
-            "admin",
-            "create",
-            "--email",
-            "root@status.test",
-            "--password",
-            "root-password-1",
-        ],
-        check=True,
-        env=env,
-        cwd=ROOT,
-    )
+    create_admin(running, "root@status.test", "root-password-1")
     http = running.http
     t = signup(http, "Status Co")
     ids = set()

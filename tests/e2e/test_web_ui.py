@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Running, start_platform
+from tests.e2e.conftest import Running, create_admin, start_platform
 from tests.photos import edits, encode, photos
 
 pytestmark = pytest.mark.e2e
@@ -157,33 +157,9 @@ def test_sign_up_upload_search_keys_and_isolation(
 
 
 def test_system_admin_pages(running: Running, browser) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
-
     from playwright.sync_api import expect
 
-    assert running.database_url is not None
-    env = {
-        **os.environ,
-        "DEEPLENS_DATA_DIR": str(running.log.parent),
-        "DEEPLENS_DATABASE_URL": running.database_url,
-    }
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shared.cli",
-            "admin",
-            "create",
-            "--email",
-            "root@deeplens.test",
-            "--password",
-            "root-password-1",
-        ],
-        check=True,
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    create_admin(running, "root@deeplens.test", "root-password-1")
     running.http.post(
         "/api/tenants",
         json={
