@@ -155,10 +155,15 @@ class LocalBroker:
         event: Event,
         extra: dict[str, str] | None = None,
     ) -> httpx.Response:
+        headers, body = self._request(event, extra)
+        return await client.post(path, headers=headers, content=body)
+
+    def _request(self, event: Event, extra: dict[str, str] | None) -> tuple[dict[str, str], bytes]:
+        """A binary-mode CloudEvent with the sender's credentials (and any extra headers)."""
         headers, body = encode_binary(event)
         headers.update(self.sender)
         headers.update(extra or {})
-        return await client.post(path, headers=headers, content=body)
+        return headers, body
 
     async def _deliver(self, client: httpx.AsyncClient, d: Delivery) -> None:
         event = from_json(d.event)

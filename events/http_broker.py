@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from events.codec import Event, encode_binary
+from events.codec import Event
 from events.delivery import Budgets, LocalBroker
 from shared.config import Settings
 from shared.db import Database
@@ -92,9 +92,7 @@ class HttpBroker(LocalBroker):
         extra: dict[str, str] | None = None,
     ) -> httpx.Response:
         replica = await self._replica(path.removeprefix("/events/"))
-        headers, body = encode_binary(event)
-        headers.update(self.sender)
-        headers.update(extra or {})
+        headers, body = self._request(event, extra)
         try:
             return await client.post(replica.url + path, headers=headers, content=body)
         except httpx.TransportError:
