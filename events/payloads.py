@@ -53,16 +53,39 @@ class FeaturesExtracted(Payload):
     ref: str | None = None
     primary: bool = True
     backfill_id: uuid.UUID | None = None
+    # The image's region vectors (shared/features/nets: windows of about a third of the image),
+    # searched when a query may be a crop: base64 of little-endian float16, dim values each
+    # (half the bytes of float32; they only nominate candidates that verification checks).
+    regions_b64: str | None = Field(
+        default=None, description="base64 of little-endian float16, a multiple of dim values"
+    )
 
     @model_validator(mode="after")
     def _vector_fits(self) -> FeaturesExtracted:
         try:
             raw = base64.b64decode(self.vector_b64, validate=True)
+            regions = base64.b64decode(self.regions_b64 or "", validate=True)
         except ValueError as exc:
-            raise ValueError("vectorB64 is not base64") from exc
+            raise ValueError("vectorB64 or regionsB64 is not base64") from exc
         if len(raw) != 4 * self.dim:
             raise ValueError(f"vectorB64 holds {len(raw) // 4} values, dim says {self.dim}")
+        if self.dim <= 0 or len(regions) % (2 * self.dim) or len(regions) > 32 * 2 * self.dim:
+            raise ValueError("regionsB64 must hold at most 32 vectors of dim values")
         return self
+
+    @classmethod
+    def pack_regions(cls, regions: Sequence[Sequence[float]]) -> str | None:
+        if not regions:
+            return None
+        return base64.b64encode(np.asarray(regions, dtype="<f2").tobytes()).decode()
+
+    @property
+    def regions(self) -> list[list[float]]:
+        if not self.regions_b64:
+            return []
+        flat = np.frombuffer(base64.b64decode(self.regions_b64), dtype="<f2").astype(np.float32)
+        out: list[list[float]] = flat.reshape(-1, self.dim).tolist()
+        return out
 
     @classmethod
     def pack(cls, vector: Sequence[float]) -> str:

@@ -28,7 +28,7 @@ from shared.local_features import Region, Verification, extract_query
 from shared.regions import region_proposals
 from shared.store import tenants, usage
 from shared.telemetry import span
-from shared.vectors import VectorIndex
+from shared.vectors import Hit, VectorIndex
 from shared.verification import background, final_similarity, load, verify_all
 
 if TYPE_CHECKING:
@@ -41,6 +41,10 @@ MAX_LIMIT = 100
 RERANK_K = 12
 PROPOSAL_K = 4
 MAX_VERIFY = 16  # at most this many candidates verified per query (the most similar ones)
+# Plus, per region window, the REGION_K images whose window is nearest the query (a crop's
+# original, which the whole-image vectors can rank far down): verified too, and kept only
+# when they match.
+REGION_K = 1
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,15 @@ class SearchService:
         # candidates are verified; the others stay in the answer, ranked unverified.
         ranked = sorted(found.values(), key=lambda r: -r.similarity)[:MAX_VERIFY]
         to_verify = {r.image_id: r for r in ranked}
+        hits = self.vectors.search_regions(
+            answered.space, tenant_id=tenant_id, vector=vector, limit=REGION_K
+        )
+        extra = {
+            r.image_id: r
+            for r in self._results(hits, spec)
+            if r.image_id not in found and r.image_id != exclude
+        }
+        to_verify.update(extra)
         t = st.lap("candidates", t)
         with span("search.verify", tenant_id=tenant_id):
             with self.db.tenant_tx(tenant_id) as conn:
@@ -157,8 +170,10 @@ class SearchService:
             checks = verify_all(query, stored)
         t = st.lap("verify", t)
         out: list[tuple[Result, float]] = []  # with the embedding's own similarity
-        for image_id, r in found.items():
+        for image_id, r in [*found.items(), *extra.items()]:
             v: Verification | None = checks.get(image_id)
+            if image_id in extra and (v is None or not v.geometric):
+                continue  # a region's look-alike: only a geometric match earns a place
             sim = round(final_similarity(r.similarity, v), 6)
             if sim < threshold:
                 continue
@@ -253,6 +268,9 @@ class SearchService:
             )
         except NotFound:
             return []  # nothing indexed yet for this tenant's space
+        return self._results(hits, spec)
+
+    def _results(self, hits: list[Hit], spec: ModelSpec) -> list[Result]:
         base = self.settings.public_url.rstrip("/")
         return [
             Result(

@@ -26,6 +26,11 @@ class Embedder(Protocol):
 
     def embed(self, data: bytes) -> list[float]: ...
     def embed_many(self, items: list[bytes]) -> list[list[float]]: ...
+    def embed_regions(self, data: bytes) -> tuple[list[float], list[list[float]]]:
+        """The vector and the region vectors (none from an encoder that has no feature map
+        to read them from: an operator's ONNX file, the remote extract service)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -91,6 +96,13 @@ class LocalEmbedder:
         metrics.extracted(self.spec.name, 1, time.perf_counter() - t0)
         return [float(x) for x in row]
 
+    def embed_regions(self, data: bytes) -> tuple[list[float], list[list[float]]]:
+        t0 = time.perf_counter()
+        row, regions = self.extractor.embed_one_regions(data)
+        metrics.extracted(self.spec.name, 1, time.perf_counter() - t0)
+        parts = [] if regions is None else [[float(x) for x in r] for r in regions]
+        return [float(x) for x in row], parts
+
     def embed_many(self, items: list[bytes]) -> list[list[float]]:
         t0 = time.perf_counter()
         rows = self.extractor.embed_bytes(items)
@@ -142,6 +154,9 @@ class HttpEmbedder:
 
     def embed_many(self, items: list[bytes]) -> list[list[float]]:
         return [self.embed(b) for b in items]
+
+    def embed_regions(self, data: bytes) -> tuple[list[float], list[list[float]]]:
+        return self.embed(data), []  # /extract answers the vector only
 
     def close(self) -> None:
         self.client.close()

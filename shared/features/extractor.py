@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from shared.errors import TransientError
-from shared.features.nets import pool
+from shared.features.nets import pool, region_pool
 from shared.features.registry import ModelSpec
 from shared.imaging import decode_for_model
 
@@ -101,6 +101,15 @@ class Extractor:
 
     def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 → (N, dim) float32, L2-normalised."""
+        return self._forward(batch, regions=False)[0]
+
+    def embed_one_regions(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """One image → its vector and its (R, dim) region vectors (shared/features/nets)."""
+        whole, regions = self._forward(self.preprocess(data)[None], regions=True)
+        assert regions is not None
+        return whole[0], regions[0]
+
+    def _forward(self, batch: np.ndarray, *, regions: bool) -> tuple[np.ndarray, np.ndarray | None]:
         x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
         x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
         with self._lock, torch.inference_mode():
@@ -112,7 +121,11 @@ class Extractor:
                 fmap = self.net(x)
             feats = pool(fmap.float(), self.spec.pooling, self.spec.gem_p)
             feats = torch.nn.functional.normalize(feats, dim=1)
-            return feats.cpu().numpy().astype(np.float32)
+            parts: np.ndarray | None = None
+            if regions:
+                pooled = region_pool(fmap.float(), self.spec.pooling, self.spec.gem_p)
+                parts = torch.nn.functional.normalize(pooled, dim=2).cpu().numpy()
+            return feats.cpu().numpy().astype(np.float32), parts
 
 
 class MicroBatcher:

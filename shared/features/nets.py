@@ -197,3 +197,31 @@ def pool(fmap: Tensor, pooling: str, p: float = 3.0) -> Tensor:
         out: Tensor = fmap.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
         return out
     return fmap.mean(dim=(2, 3))
+
+
+# Region vectors (issue 15): the same pooling over five windows of the last feature map, each
+# 4/7 of its side (about a third of the image's area, the size of crop the platform promises
+# to find): the four corners and the centre, as R-MAC pools regions. They cost no extra
+# inference — the windows are read off the map the whole-image vector is pooled from — and a
+# crop's own vector lands nearer its original's matching window than the whole image's vector.
+REGION_FRACTION = 4 / 7
+REGION_ANCHORS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (0.5, 0.5))  # (y, x) of 0..1
+
+
+def region_windows(h: int, w: int) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) of each region window on an h×w feature map."""
+    sh, sw = max(1, round(h * REGION_FRACTION)), max(1, round(w * REGION_FRACTION))
+    out = []
+    for ay, ax in REGION_ANCHORS:
+        y0, x0 = round(ay * (h - sh)), round(ax * (w - sw))
+        out.append((y0, y0 + sh, x0, x0 + sw))
+    return out
+
+
+def region_pool(fmap: Tensor, pooling: str, p: float = 3.0) -> Tensor:
+    """(N, C, H, W) → (N, R, C): the pooling of each region window."""
+    # int(): while the ONNX export traces, shapes are tensors; the input size is fixed there.
+    windows = region_windows(int(fmap.shape[2]), int(fmap.shape[3]))
+    return torch.stack(
+        [pool(fmap[:, :, y0:y1, x0:x1], pooling, p) for y0, y1, x0, x1 in windows], dim=1
+    )

@@ -34,7 +34,7 @@ def export_onnx(
     import torch
 
     from shared.features.extractor import load_weights
-    from shared.features.nets import build_net, pool
+    from shared.features.nets import build_net, pool, region_pool
 
     net = build_net(spec.arch, spec.variant, seed=0 if random_weights else None)
     if not random_weights:
@@ -46,9 +46,14 @@ def export_onnx(
             super().__init__()
             self.net = net
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            feats = pool(self.net(x), spec.pooling, spec.gem_p)
-            return torch.nn.functional.normalize(feats, dim=1)
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            fmap = self.net(x)
+            feats = pool(fmap, spec.pooling, spec.gem_p)
+            regions = region_pool(fmap, spec.pooling, spec.gem_p)
+            return (
+                torch.nn.functional.normalize(feats, dim=1),
+                torch.nn.functional.normalize(regions, dim=2),
+            )
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
@@ -62,8 +67,8 @@ def export_onnx(
             (torch.zeros(1, 3, spec.input_size, spec.input_size),),
             str(tmp),
             input_names=["pixels"],
-            output_names=["embedding"],
-            dynamic_axes={"pixels": {0: "n"}, "embedding": {0: "n"}},
+            output_names=["embedding", "regions"],
+            dynamic_axes={"pixels": {0: "n"}, "embedding": {0: "n"}, "regions": {0: "n"}},
             opset_version=17,
             dynamo=False,
         )
@@ -87,8 +92,10 @@ class OnnxExtractor:
         if spec.onnx_path:  # an operator's own encoder, validated at registration
             path = Path(spec.onnx_path)
         else:
+            # "-regions": the export with the region vectors' second output (an older cached
+            # file without it is left alone, not loaded).
             suffix = "-random" if random_weights else ""
-            path = cache_dir / f"{spec.space_suffix}{suffix}.onnx"
+            path = cache_dir / f"{spec.space_suffix}{suffix}-regions.onnx"
             if not path.exists():
                 export_onnx(spec, path, weights_dir=weights_dir, random_weights=random_weights)
         options = ort.SessionOptions()
@@ -111,14 +118,24 @@ class OnnxExtractor:
     def preprocess(self, data: bytes) -> np.ndarray:
         return decode_for_model(data, self.spec.input_size)
 
-    def _run(self, arr: np.ndarray) -> np.ndarray:
+    def _run_all(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One image → its vector, and its region vectors when the graph has them (the
+        built-in exports; an operator's encoder has one output)."""
         x = (arr.transpose(2, 0, 1).astype(np.float32) - self._mean) * self._inv_std
         with self._slots:
-            out = self.session.run(None, {self._input: x[None]})[0]
-        return finish(np.asarray(out[0], dtype=np.float32), self.spec)
+            outs = self.session.run(None, {self._input: x[None]})
+        whole = finish(np.asarray(outs[0][0], dtype=np.float32), self.spec)
+        regions = np.asarray(outs[1][0], dtype=np.float32) if len(outs) > 1 else None
+        return whole, regions
+
+    def _run(self, arr: np.ndarray) -> np.ndarray:
+        return self._run_all(arr)[0]
 
     def embed_one(self, data: bytes) -> np.ndarray:
         return self._run(self.preprocess(data))
+
+    def embed_one_regions(self, data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._run_all(self.preprocess(data))
 
     def embed_bytes(self, items: list[bytes]) -> np.ndarray:
         """Decode and infer across the worker pool, one image per run."""

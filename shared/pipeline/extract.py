@@ -69,7 +69,7 @@ class Extract(Stage):
         ):
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:
-                vector = self._embedder_for(active.spec).embed(data)
+                vector, regions = self._embedder_for(active.spec).embed_regions(data)
             except TransientError:
                 raise
             except DeepLensError as exc:
@@ -77,7 +77,7 @@ class Extract(Stage):
             copies = []
             for other in others:
                 try:
-                    copies.append((other, self._embedder_for(other.spec).embed(data)))
+                    copies.append((other, self._embedder_for(other.spec).embed_regions(data)))
                 except TransientError:
                     raise
                 except DeepLensError as exc:
@@ -91,10 +91,14 @@ class Extract(Stage):
                     model=active.spec.name,
                     space=active.space,
                 )
-            for other, vec in copies:
-                copy = replies.features(row, other.spec, other.space, vec, cause, primary=False)
+            for other, (vec, parts) in copies:
+                copy = replies.features(
+                    row, other.spec, other.space, vec, cause, primary=False, regions=parts
+                )
                 self._publisher().publish(replies.copy_of(copy, other.space))
-        return replies.features(row, active.spec, active.space, vector, cause, primary=True)
+        return replies.features(
+            row, active.spec, active.space, vector, cause, primary=True, regions=regions
+        )
 
     def reembed(self, p: ImageReembed, cause: Event) -> Event | None:
         """Backfill or reindex: embed a stored original into ``p.space`` once. Skipped when
@@ -114,7 +118,7 @@ class Extract(Stage):
         with span("image.reembed", tenant_id=row.tenant_id, image_id=row.id, model=spec.name):
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:
-                vector = self._embedder_for(spec).embed(data)
+                vector, regions = self._embedder_for(spec).embed_regions(data)
             except TransientError:
                 raise
             except DeepLensError as exc:
@@ -122,7 +126,14 @@ class Extract(Stage):
                     self.models.item_failed(p.backfill_id, row.id, f"{exc.code}: {exc.message}")
                 return None
         return replies.features(
-            row, spec, p.space, vector, cause, primary=False, backfill_id=p.backfill_id
+            row,
+            spec,
+            p.space,
+            vector,
+            cause,
+            primary=False,
+            backfill_id=p.backfill_id,
+            regions=regions,
         )
 
     # --- extraction as a service ---------------------------------------------------------

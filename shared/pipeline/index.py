@@ -86,17 +86,22 @@ class Index(Stage):
         return replies.indexed(row, space=p.space, model=p.model, cause=cause)
 
     def _upsert(self, row: ImageRow, p: FeaturesExtracted, vector: list[float]) -> None:
+        """The image's point, then its region points (in the space's companion)."""
         self.vectors.ensure_space(p.space, p.dim)
+        payload = {
+            "filename": row.filename,
+            "uploadedAt": row.uploaded_at.isoformat(),
+            "model": p.model,
+        }
         self.vectors.upsert(
+            p.space, tenant_id=row.tenant_id, point_id=row.id, vector=vector, payload=payload
+        )
+        self.vectors.upsert_regions(
             p.space,
             tenant_id=row.tenant_id,
-            point_id=row.id,
-            vector=vector,
-            payload={
-                "filename": row.filename,
-                "uploadedAt": row.uploaded_at.isoformat(),
-                "model": p.model,
-            },
+            image_id=row.id,
+            vectors=p.regions,
+            payload=payload,
         )
 
     def _copy(self, p: FeaturesExtracted) -> Event | None:

@@ -114,10 +114,11 @@ def features(
     *,
     primary: bool,
     backfill_id: uuid.UUID | None = None,
+    regions: list[list[float]] | None = None,
 ) -> Event:
-    """features.extracted: the vector of ``row`` by ``spec`` for ``space``. The primary one
-    moves the image on; the others (dual-write, backfill) only add it to another space. A
-    backfill's priority travels on."""
+    """features.extracted: the vector (and region vectors) of ``row`` by ``spec`` for
+    ``space``. The primary one moves the image on; the others (dual-write, backfill) only add
+    it to another space. A backfill's priority travels on."""
     event = make_event(
         types.FEATURES_EXTRACTED,
         FeaturesExtracted(
@@ -130,6 +131,7 @@ def features(
             ref=spec.ref,
             primary=primary,
             backfill_id=backfill_id,
+            regions_b64=FeaturesExtracted.pack_regions(regions or []),
         ),
         source="/deeplens/extract",
         causation=cause,

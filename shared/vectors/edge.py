@@ -17,6 +17,7 @@ from typing import Any
 from shared.config import VectorSettings
 from shared.errors import Conflict, NotFound
 from shared.telemetry import span
+from shared.vectors import regions
 from shared.vectors.protocol import (
     TENANT_KEY,
     Hit,
@@ -24,6 +25,8 @@ from shared.vectors.protocol import (
     check_dim,
     check_owner,
     check_space,
+    matching,
+    own_hits,
     owned_by,
     tenant_filter,
     tenant_payload,
@@ -123,12 +126,14 @@ class EdgeIndex:
         flt = tenant_filter(qe, tenant_id, qe.HasIdCondition({str(p) for p in point_ids}))
         with span("vectors.delete", tenant_id=tenant_id, collection=space):
             shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+        regions.cascade_delete(self, space, tenant_id=tenant_id, image_ids=point_ids)
 
     def delete_tenant(self, space: str, *, tenant_id: uuid.UUID) -> None:
         shard = self._shard(space)
         shard.update(
             self.qe.UpdateOperation.delete_points_by_filter(tenant_filter(self.qe, tenant_id))
         )
+        regions.cascade_delete_tenant(self, space, tenant_id=tenant_id)
 
     def search(
         self,
@@ -138,6 +143,7 @@ class EdgeIndex:
         vector: list[float],
         limit: int,
         threshold: float | None = None,
+        match: dict[str, int | str] | None = None,
     ) -> list[Hit]:
         qe = self.qe
         shard = self._shard(space)
@@ -147,13 +153,16 @@ class EdgeIndex:
                 qe.QueryRequest(
                     limit=limit,
                     query=qe.Query.Nearest(vector),
-                    filter=tenant_filter(self.qe, tenant_id),
+                    filter=tenant_filter(self.qe, tenant_id, *matching(qe, match)),
                     with_payload=True,
                     score_threshold=threshold,
                     params=qe.SearchParams(hnsw_ef=max(self.cfg.hnsw_ef, limit)),
                 )
             )
-        return [Hit(uuid.UUID(str(p.id)), float(p.score), dict(p.payload or {})) for p in points]
+        return own_hits(
+            [Hit(uuid.UUID(str(p.id)), float(p.score), dict(p.payload or {})) for p in points],
+            tenant_id,
+        )
 
     def get_vector(
         self, space: str, *, tenant_id: uuid.UUID, point_id: uuid.UUID
@@ -177,7 +186,7 @@ class EdgeIndex:
         if not self.root.is_dir():
             return out
         for path in sorted(self.root.iterdir()):
-            if (path / "dim").exists():
+            if (path / "dim").exists() and not regions.is_companion(path.name):
                 out.append(
                     SpaceInfo(
                         path.name, int((path / "dim").read_text()), "Cosine", self.count(path.name)
@@ -197,6 +206,25 @@ class EdgeIndex:
                 shard.close()
             self._dims.pop(name, None)
             shutil.rmtree(self.root / name, ignore_errors=True)
+        regions.cascade_drop(self, name)
+
+    def upsert_regions(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        image_id: uuid.UUID,
+        vectors: list[list[float]],
+        payload: dict[str, Any],
+    ) -> None:
+        regions.upsert(
+            self, space, tenant_id=tenant_id, image_id=image_id, vectors=vectors, payload=payload
+        )
+
+    def search_regions(
+        self, space: str, *, tenant_id: uuid.UUID, vector: list[float], limit: int
+    ) -> list[Hit]:
+        return regions.search(self, space, tenant_id=tenant_id, vector=vector, limit=limit)
 
     def close(self) -> None:
         with self._lock:

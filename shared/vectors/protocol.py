@@ -58,6 +58,7 @@ class VectorIndex(Protocol):
         vector: list[float],
         limit: int,
         threshold: float | None = None,
+        match: dict[str, int | str] | None = None,
     ) -> list[Hit]: ...
     def get_vector(
         self, space: str, *, tenant_id: uuid.UUID, point_id: uuid.UUID
@@ -65,6 +66,20 @@ class VectorIndex(Protocol):
     def count(self, space: str, *, tenant_id: uuid.UUID | None = None) -> int: ...
     def spaces(self) -> list[SpaceInfo]: ...
     def drop_space(self, name: str) -> None: ...
+    # An image's region vectors (shared/vectors/regions), and the images whose best region
+    # is nearest a query: a crop's candidates.
+    def upsert_regions(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        image_id: uuid.UUID,
+        vectors: list[list[float]],
+        payload: dict[str, Any],
+    ) -> None: ...
+    def search_regions(
+        self, space: str, *, tenant_id: uuid.UUID, vector: list[float], limit: int
+    ) -> list[Hit]: ...
     def close(self) -> None: ...
 
 
@@ -76,6 +91,14 @@ def tenant_filter(models: Any, tenant_id: uuid.UUID, *also: Any) -> Any:
     return models.Filter(must=[models.FieldCondition(key=TENANT_KEY, match=match), *also])
 
 
+def matching(models: Any, match: dict[str, int | str] | None) -> list[Any]:
+    """Extra payload conditions of a search (e.g. one region window), as filter conditions."""
+    return [
+        models.FieldCondition(key=k, match=models.MatchValue(value=v))
+        for k, v in (match or {}).items()
+    ]
+
+
 def tenant_payload(payload: dict[str, Any], tenant_id: uuid.UUID) -> dict[str, Any]:
     """A point's payload, stamped with its tenant (what tenant_filter matches)."""
     return {**payload, TENANT_KEY: str(tenant_id)}
@@ -84,6 +107,13 @@ def tenant_payload(payload: dict[str, Any], tenant_id: uuid.UUID) -> dict[str, A
 def owned_by(payload: dict[str, Any] | None, tenant_id: uuid.UUID) -> bool:
     """Whether a stored point belongs to this tenant."""
     return (payload or {}).get(TENANT_KEY) == str(tenant_id)
+
+
+def own_hits(hits: list[Hit], tenant_id: uuid.UUID) -> list[Hit]:
+    """The hits re-checked against the caller's tenant after the filtered search: isolation
+    never rests on the engine's filter alone (filter bugs in vector databases have leaked
+    points before)."""
+    return [h for h in hits if owned_by(h.payload, tenant_id)]
 
 
 def check_owner(existing: list[Any], tenant_id: uuid.UUID) -> None:

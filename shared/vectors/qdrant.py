@@ -11,6 +11,7 @@ from typing import Any
 from shared.config import VectorSettings
 from shared.errors import Conflict, NotFound, TransientError
 from shared.telemetry import span
+from shared.vectors import regions
 from shared.vectors.protocol import (
     TENANT_KEY,
     Hit,
@@ -18,6 +19,8 @@ from shared.vectors.protocol import (
     check_dim,
     check_owner,
     check_space,
+    matching,
+    own_hits,
     owned_by,
     tenant_filter,
     tenant_payload,
@@ -145,6 +148,7 @@ class QdrantIndex:
         self._wrap(
             self.client.delete, space, points_selector=m.FilterSelector(filter=flt), wait=True
         )
+        regions.cascade_delete(self, space, tenant_id=tenant_id, image_ids=point_ids)
 
     def delete_tenant(self, space: str, *, tenant_id: uuid.UUID) -> None:
         m = self._models()
@@ -155,6 +159,7 @@ class QdrantIndex:
             points_selector=m.FilterSelector(filter=tenant_filter(self._models(), tenant_id)),
             wait=True,
         )
+        regions.cascade_delete_tenant(self, space, tenant_id=tenant_id)
 
     def search(
         self,
@@ -164,6 +169,7 @@ class QdrantIndex:
         vector: list[float],
         limit: int,
         threshold: float | None = None,
+        match: dict[str, int | str] | None = None,
     ) -> list[Hit]:
         m = self._models()
         check_dim(vector, self._dim(space))
@@ -172,15 +178,16 @@ class QdrantIndex:
                 self.client.query_points,
                 space,
                 query=vector,
-                query_filter=tenant_filter(self._models(), tenant_id),
+                query_filter=tenant_filter(m, tenant_id, *matching(m, match)),
                 limit=limit,
                 score_threshold=threshold,
                 with_payload=True,
                 search_params=m.SearchParams(hnsw_ef=max(self.cfg.hnsw_ef, limit)),
             )
-        return [
-            Hit(uuid.UUID(str(p.id)), float(p.score), dict(p.payload or {})) for p in res.points
-        ]
+        return own_hits(
+            [Hit(uuid.UUID(str(p.id)), float(p.score), dict(p.payload or {})) for p in res.points],
+            tenant_id,
+        )
 
     def get_vector(
         self, space: str, *, tenant_id: uuid.UUID, point_id: uuid.UUID
@@ -201,6 +208,8 @@ class QdrantIndex:
     def spaces(self) -> list[SpaceInfo]:
         out = []
         for c in self._wrap(self.client.get_collections).collections:
+            if regions.is_companion(c.name):
+                continue
             out.append(SpaceInfo(c.name, self._dim(c.name), "Cosine", self.count(c.name)))
         return out
 
@@ -208,6 +217,25 @@ class QdrantIndex:
         check_space(name)
         self._wrap(self.client.delete_collection, name)
         self._dims.pop(name, None)
+        regions.cascade_drop(self, name)
+
+    def upsert_regions(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        image_id: uuid.UUID,
+        vectors: list[list[float]],
+        payload: dict[str, Any],
+    ) -> None:
+        regions.upsert(
+            self, space, tenant_id=tenant_id, image_id=image_id, vectors=vectors, payload=payload
+        )
+
+    def search_regions(
+        self, space: str, *, tenant_id: uuid.UUID, vector: list[float], limit: int
+    ) -> list[Hit]:
+        return regions.search(self, space, tenant_id=tenant_id, vector=vector, limit=limit)
 
     def close(self) -> None:
         if self._client is not None:
