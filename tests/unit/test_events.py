@@ -119,3 +119,38 @@ def test_features_payload_carries_the_vector_compactly_and_checks_it() -> None:
     for bad in ({**doc, "vectorB64": "not base64!"}, {**doc, "dim": 5}):
         with pytest.raises(InvalidInput):
             payload(Event(type=types.FEATURES_EXTRACTED, source="/t", data=bad))
+
+
+def test_features_extracted_carries_region_vectors_as_float16() -> None:
+    from pydantic import ValidationError
+
+    from events.payloads import FeaturesExtracted
+    from shared.features.nets import REGION_ANCHORS, region_windows
+    from shared.vectors.regions import WINDOWS
+
+    assert WINDOWS == len(REGION_ANCHORS) == len(region_windows(7, 7))
+    # 4/7 of a 7x7 map: the four corners and the centre.
+    assert region_windows(7, 7) == [
+        (0, 4, 0, 4),
+        (0, 4, 3, 7),
+        (3, 7, 0, 4),
+        (3, 7, 3, 7),
+        (2, 6, 2, 6),
+    ]
+    base = {
+        "imageId": str(uuid.uuid4()),
+        "tenantId": str(uuid.uuid4()),
+        "model": "m",
+        "dim": 4,
+        "space": "s",
+        "vectorB64": FeaturesExtracted.pack([0.5, 0.5, 0.5, 0.5]),
+    }
+    regions = [[1.0, 0.0, 0.0, 0.0], [0.0, 0.25, -0.5, 0.125]]
+    p = FeaturesExtracted.model_validate(
+        {**base, "regionsB64": FeaturesExtracted.pack_regions(regions)}
+    )
+    assert p.regions == regions
+    assert FeaturesExtracted.model_validate(base).regions == []  # older events: none
+    for bad in ("not base64!", FeaturesExtracted.pack_regions([[1.0, 0.0, 0.0]])):
+        with pytest.raises(ValidationError):
+            FeaturesExtracted.model_validate({**base, "regionsB64": bad})

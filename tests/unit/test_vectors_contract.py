@@ -121,3 +121,65 @@ def test_errors(index: VectorIndex) -> None:
     assert [s.name for s in index.spaces()] == ["images_test"]
     index.drop_space("images_test")
     assert index.spaces() == []
+
+
+def test_region_points_live_and_die_with_their_image(index: VectorIndex) -> None:
+    """Region vectors: searched per window, never another tenant's, deleted with their image,
+    their tenant and their space, and not listed as a space of their own."""
+    rng = np.random.default_rng(3)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    index.ensure_space("images_r", DIM)
+    crop = rng.normal(size=DIM)
+    # Image 1's top-left window is the crop; image 2 (another tenant) holds the exact crop in
+    # every window; image 3 is this tenant's look-alike, near the crop in windows 1-4 only.
+    owned, theirs, look = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    wins1 = [unit(crop + rng.normal(size=DIM) * 0.1)] + [
+        unit(rng.normal(size=DIM)) for _ in range(4)
+    ]
+    wins3 = [unit(rng.normal(size=DIM))] + [
+        unit(crop + rng.normal(size=DIM) * 0.05) for _ in range(4)
+    ]
+    for tenant, image, wins in ((a, owned, wins1), (b, theirs, [unit(crop)] * 5), (a, look, wins3)):
+        index.upsert("images_r", tenant_id=tenant, point_id=image, vector=wins[0], payload={})
+        index.upsert_regions(
+            "images_r", tenant_id=tenant, image_id=image, vectors=wins, payload={"filename": "x"}
+        )
+    hits = index.search_regions("images_r", tenant_id=a, vector=unit(crop), limit=1)
+    assert {h.id for h in hits} == {owned, look}  # window 0's best is the cropped image
+    assert theirs not in {h.id for h in hits}
+    assert all(h.payload["tenantId"] == str(a) and h.payload["filename"] == "x" for h in hits)
+    # The image space keeps one point per image, and the companion is not listed.
+    assert index.count("images_r", tenant_id=a) == 2
+    assert [s.name for s in index.spaces()] == ["images_r"]
+    # Deleting the image deletes its region points.
+    index.delete("images_r", tenant_id=a, point_ids=[owned])
+    hits = index.search_regions("images_r", tenant_id=a, vector=unit(crop), limit=5)
+    assert {h.id for h in hits} == {look}
+    # Another tenant's delete does not reach them; the tenant's own does.
+    index.delete_tenant("images_r", tenant_id=b)
+    assert {
+        h.id for h in index.search_regions("images_r", tenant_id=a, vector=unit(crop), limit=5)
+    } == {look}
+    index.delete_tenant("images_r", tenant_id=a)
+    assert index.search_regions("images_r", tenant_id=a, vector=unit(crop), limit=5) == []
+    # Dropping the space drops its companion: a new space of that name starts empty.
+    index.upsert_regions("images_r", tenant_id=a, image_id=look, vectors=wins3, payload={})
+    index.drop_space("images_r")
+    index.ensure_space("images_r", DIM)
+    assert index.search_regions("images_r", tenant_id=a, vector=unit(crop), limit=5) == []
+
+
+def test_search_hits_are_rechecked_against_the_tenant(index: VectorIndex) -> None:
+    """The engine's tenant filter is not the only guard: every adapter's search returns
+    through own_hits, which drops a hit stamped with another tenant (or none)."""
+    from shared.vectors.protocol import Hit, own_hits
+
+    a, b = uuid.uuid4(), uuid.uuid4()
+    mine = Hit(uuid.uuid4(), 0.9, {"tenantId": str(a)})
+    leaked = Hit(uuid.uuid4(), 0.95, {"tenantId": str(b)})
+    unstamped = Hit(uuid.uuid4(), 0.99, {})
+    assert own_hits([leaked, mine, unstamped], a) == [mine]
+    index.ensure_space("images_h", DIM)
+    v = unit(np.ones(DIM))
+    index.upsert("images_h", tenant_id=a, point_id=mine.id, vector=v, payload={})
+    assert [h.id for h in index.search("images_h", tenant_id=a, vector=v, limit=5)] == [mine.id]
