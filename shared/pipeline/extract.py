@@ -69,7 +69,7 @@ class Extract(Stage):
         ):
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:
-                vector, regions = self._embedder_for(active.spec).embed_regions(data)
+                vector, regions = self._embed(active.spec, data)
             except TransientError:
                 raise
             except DeepLensError as exc:
@@ -77,7 +77,7 @@ class Extract(Stage):
             copies = []
             for other in others:
                 try:
-                    copies.append((other, self._embedder_for(other.spec).embed_regions(data)))
+                    copies.append((other, self._embed(other.spec, data)))
                 except TransientError:
                     raise
                 except DeepLensError as exc:
@@ -118,7 +118,7 @@ class Extract(Stage):
         with span("image.reembed", tenant_id=row.tenant_id, image_id=row.id, model=spec.name):
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:
-                vector, regions = self._embedder_for(spec).embed_regions(data)
+                vector, regions = self._embed(spec, data)
             except TransientError:
                 raise
             except DeepLensError as exc:
@@ -135,6 +135,13 @@ class Extract(Stage):
             backfill_id=p.backfill_id,
             regions=regions,
         )
+
+    def _embed(self, spec: ModelSpec, data: bytes) -> tuple[list[float], list[list[float]]]:
+        """The vector, and the region vectors unless they are switched off."""
+        embedder = self._embedder_for(spec)
+        if self.settings.features.regions:
+            return embedder.embed_regions(data)
+        return embedder.embed(data), []
 
     # --- extraction as a service ---------------------------------------------------------
     def embed(self, requested: str | None, blobs: list[bytes], *, batch: bool) -> Embedded:

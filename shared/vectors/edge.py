@@ -66,7 +66,7 @@ class EdgeIndex:
             self._shards[name] = shard
             return shard
 
-    def ensure_space(self, name: str, dim: int) -> None:
+    def ensure_space(self, name: str, dim: int, *, half: bool = False) -> None:
         check_space(name)
         with self._lock:
             path = self.root / name
@@ -86,7 +86,12 @@ class EdgeIndex:
                 payload_m=self.cfg.hnsw_m,
             )
             config = qe.EdgeConfig(
-                vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine), hnsw_config=hnsw
+                vectors=qe.EdgeVectorParams(
+                    size=dim,
+                    distance=qe.Distance.Cosine,
+                    datatype=qe.VectorStorageDatatype.Float16 if half else None,
+                ),
+                hnsw_config=hnsw,
             )
             self.root.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(path, ignore_errors=True)

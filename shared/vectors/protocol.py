@@ -38,7 +38,8 @@ class VectorIndex(Protocol):
     """Adapters are cheap to build and open their engine on first use, so a service takes
     the adapter itself and a process that never calls it never opens it."""
 
-    def ensure_space(self, name: str, dim: int) -> None: ...
+    # half: float16 storage (region points: they only nominate candidates).
+    def ensure_space(self, name: str, dim: int, *, half: bool = False) -> None: ...
     def upsert(
         self,
         space: str,

@@ -85,7 +85,7 @@ class QdrantIndex:
         except ResponseHandlingException as exc:
             raise TransientError("vector store unreachable") from exc
 
-    def ensure_space(self, name: str, dim: int) -> None:
+    def ensure_space(self, name: str, dim: int, *, half: bool = False) -> None:
         check_space(name)
         m = self._models()
         if self._wrap(self.client.collection_exists, name):
@@ -99,7 +99,11 @@ class QdrantIndex:
         self._wrap(
             self.client.create_collection,
             name,
-            vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE),
+            vectors_config=m.VectorParams(
+                size=dim,
+                distance=m.Distance.COSINE,
+                datatype=m.Datatype.FLOAT16 if half else None,
+            ),
             hnsw_config=m.HnswConfigDiff(
                 m=self.cfg.hnsw_m,
                 payload_m=self.cfg.hnsw_m,

@@ -52,7 +52,7 @@ def upsert(
     if len(vectors) > MAX_REGIONS:
         raise ValueError(f"at most {MAX_REGIONS} region vectors per image")
     name = companion(space)
-    index.ensure_space(name, len(vectors[0]))
+    index.ensure_space(name, len(vectors[0]), half=True)
     for pid, (k, vec) in zip(point_ids(image_id), enumerate(vectors), strict=False):
         body = {**payload, IMAGE_KEY: str(image_id), "region": k}
         index.upsert(name, tenant_id=tenant_id, point_id=pid, vector=vec, payload=body)

@@ -6,14 +6,16 @@ pipeline's ceiling), in this process with a worker per core.
 
     deeplens bench ingest [--images 1000] [--concurrency 8] [--ingest-priority live]
     deeplens bench ingest --compare-local-features [--images 300]
+    deeplens bench ingest --compare-regions [--images 300]
 
 The ingest is bulk work (what ``deeplens ingest`` sends by default) and the probes are live
 uploads of the same tenant and API key, so the probes measure how well the broker serves live
 work ahead of a backlog; ``--ingest-priority live`` ingests at live priority (first come, first
 served, as before bulk uploads existed) for comparison.
 
-``--compare-local-features`` runs the ingest twice in the same run, without and with local
-features (geometric verification's index-time cost), and prints the ratio.
+``--compare-local-features`` and ``--compare-regions`` run the ingest four times in the same
+run, alternately without and with local features (geometric verification's index-time cost)
+or region vectors, and print the ratio.
 """
 
 from __future__ import annotations
@@ -162,30 +164,34 @@ def run(
     )
 
 
-def compare_local_features(images: int, singles: int, admin_url: str) -> dict:  # type: ignore[type-arg]
-    """Ingest without, then with, local features; then without again (drift check)."""
+# What each comparison switches: its setting, and its name in the report.
+SWITCHES = {
+    "local-features": ("DEEPLENS_LOCAL_FEATURES", "local features"),
+    "regions": ("DEEPLENS_FEATURES__REGIONS", "region vectors"),
+}
+
+
+def compare(what: str, images: int, singles: int, admin_url: str) -> dict:  # type: ignore[type-arg]
+    """Ingest without, then with, the switched stage, twice each, interleaved (drift check)."""
+    env, label = SWITCHES[what]
     runs = []
     for i, on in enumerate((False, True, False, True)):
         doc = run(
             images,
             singles,
             admin_url,
-            extra_env={"DEEPLENS_LOCAL_FEATURES": "true" if on else "false"},
-            name=f"ingest-local-features-{i}-{'on' if on else 'off'}",
+            extra_env={env: "true" if on else "false"},
+            name=f"ingest-{what}-{i}-{'on' if on else 'off'}",
         )
         runs.append((on, doc["rows"][1]["value"]))
     off = [v for on, v in runs if not on]
-    with_lf = [v for on, v in runs if on]
+    with_it = [v for on, v in runs if on]
     rows = [
-        {"measure": "ingest without local features", "value": sum(off) / len(off), "unit": "img/s"},
-        {
-            "measure": "ingest with local features",
-            "value": sum(with_lf) / len(with_lf),
-            "unit": "img/s",
-        },
-        {"measure": "with / without", "value": sum(with_lf) / sum(off), "unit": "ratio"},
+        {"measure": f"ingest without {label}", "value": sum(off) / len(off), "unit": "img/s"},
+        {"measure": f"ingest with {label}", "value": sum(with_it) / len(with_it), "unit": "img/s"},
+        {"measure": "with / without", "value": sum(with_it) / sum(off), "unit": "ratio"},
     ]
-    return report("ingest-local-features", rows, images=images, runs=runs)
+    return report(f"ingest-{what}", rows, images=images, runs=runs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,11 +202,16 @@ def main(argv: list[str] | None = None) -> None:
     add_admin_url(p)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--compare-local-features", action="store_true")
+    p.add_argument("--compare-regions", action="store_true")
     p.add_argument("--ingest-priority", choices=("bulk", "live"), default="bulk")
     a = p.parse_args(argv)
-    if a.compare_local_features:
-        compare_local_features(a.images, a.singles, a.admin_url)
-        return
+    for what, asked in (
+        ("local-features", a.compare_local_features),
+        ("regions", a.compare_regions),
+    ):
+        if asked:
+            compare(what, a.images, a.singles, a.admin_url)
+            return
     run(
         10 if a.smoke else a.images,
         2 if a.smoke else a.singles,

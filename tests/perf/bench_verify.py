@@ -28,6 +28,7 @@ from shared.auth.principal import Principal
 from shared.quality.edits import edit_family, jpeg
 from shared.quality.photoset import originals
 from shared.search import Stages
+from shared.vectors.regions import companion
 from tests.perf._common import add_admin_url, percentile, report
 
 
@@ -65,8 +66,18 @@ def _pad(p: Any, tenant_id: uuid.UUID, space: str, real: list[uuid.UUID], n: int
             vector=[float(x) for x in v],
             payload={"filename": f"pad-{i}.jpg", "uploadedAt": "2026-01-01T00:00:00+00:00"},
         )
+        # Five region points an image, as the pipeline indexes them (their windows near it).
+        wins = [v + rng.normal(0, 0.05, len(v)) for _ in range(5)]
+        c.vectors.upsert_regions(
+            space,
+            tenant_id=tenant_id,
+            image_id=i,
+            vectors=[[float(x) for x in w / np.linalg.norm(w)] for w in wins],
+            payload={"filename": f"pad-{i}.jpg", "uploadedAt": "2026-01-01T00:00:00+00:00"},
+        )
     if hasattr(c.vectors, "optimize"):
         c.vectors.optimize(space)
+        c.vectors.optimize(companion(space))
 
 
 def run(images: int, queries: int, admin_url: str) -> dict[str, Any]:
