@@ -1,9 +1,9 @@
 """Query-side region proposals: the photo-like rectangles inside a query (a screenshot's content
 area, a collage's tiles), each embedded and searched as well as the whole query.
 
-Query-side rather than per-image region vectors: they cost nothing at index time and nothing in
-the index, and the containing-image cases (screenshot, collage) can only be solved on the query
-side; a crop of an image is found by verification when its original is among the candidates.
+The containing-image cases (screenshot, collage) can only be solved on the query side. The
+other direction — the query is a crop of a gallery image — is the gallery side's: each image's
+region vectors (shared/vectors/regions.py) nominate a crop's original for verification.
 """
 
 from __future__ import annotations
