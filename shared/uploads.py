@@ -81,6 +81,8 @@ async def read_json(request: Request, model: type[M]) -> M:
         return model.model_validate(json.loads(await request.body()))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
+    except RecursionError:  # the depth guard checks declared JSON; this is the backstop
+        raise InvalidInput("the JSON body is nested too deeply", code="json_too_deep") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -74,8 +74,10 @@ _BODY["requestBody"]["content"]["application/json"] = {
 async def search(
     request: Request, response: Response, principal: Auth, c: Services
 ) -> list[SearchResult]:
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
+    # The bare media type, compared exactly (the input guard checks the depth of exactly
+    # application/json bodies: "application/jsonx" must not pass as JSON here).
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
         form = await read_form(request, max_files=1)
         data = await one_file(form).read()
         results, answered = await run_in_threadpool(
@@ -86,7 +88,7 @@ async def search(
             threshold=number(form, "threshold", 0.7),
             verify=flag(form, "verify", True),
         )
-    elif ctype.startswith("application/json"):
+    elif ctype == "application/json":
         q = await read_json(request, VectorQuery)
         results, answered = await run_in_threadpool(
             c.search.by_vector,

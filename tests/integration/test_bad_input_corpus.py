@@ -455,3 +455,28 @@ def test_bad_query(
     r = p.client.get(path, headers=_headers(corpus_platform, role))
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("ctype", "status", "code"),
+    [
+        # Not JSON by its media type: refused before the body is parsed.
+        ("application/jsonx", 415, "unsupported_content_type"),
+        ("multipart/form-datax", 415, "unsupported_content_type"),
+        # JSON with parameters: the depth guard reads the bare media type too.
+        ("application/json; charset=utf-8", 400, "json_too_deep"),
+        ("Application/JSON", 400, "json_too_deep"),
+    ],
+)
+def test_deep_json_under_any_content_type_is_a_4xx(
+    corpus_platform: dict[str, Any], ctype: str, status: int, code: str
+) -> None:
+    """A body of 100,000 nested arrays sent to search under a media type that only starts
+    like JSON once reached json.loads past the depth guard (RecursionError: a 500)."""
+    p = corpus_platform["p"]
+    before = stored(p)
+    headers = {**_headers(corpus_platform, "owner"), "content-type": ctype}
+    r = p.client.post("/api/images/search", headers=headers, content=b"[" * 100_000)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+    assert stored(p) == before
