@@ -69,7 +69,10 @@ class Index(Stage):
         vector = p.vector
         with span("image.index", tenant_id=row.tenant_id, image_id=row.id):
             self._upsert(row, p, vector)
-            self.models.record(row.id, row.tenant_id, p.space, p.ref or p.model)
+            if not self.models.record(row.id, row.tenant_id, p.space, p.ref or p.model):
+                # Deleted while it was being indexed: its vectors must not outlive it.
+                self.vectors.delete(p.space, tenant_id=row.tenant_id, point_ids=[row.id])
+                return None
             with self.db.tenant_tx(row.tenant_id) as conn:
                 newly = stages.mark_indexed(conn, tenant_id=row.tenant_id, image_id=row.id)
             if newly:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from events.codec import from_json
 from shared.quality.edits import _screenshot
 from shared.quality.photoset import _texture
 from tests.conftest import Platform
@@ -189,3 +190,43 @@ def test_a_crop_the_whole_image_vector_ranks_far_down_is_found_by_its_region(
     [top, *_] = _search(p, t, crop)
     assert ids[top["imageId"]] == "takeo" and top["verified"] is True
     assert top["region"] is not None and top["region"]["width"] < 0.8
+
+
+def test_an_image_deleted_while_it_is_indexed_leaves_no_vectors(platform: Platform) -> None:
+    """The race between index-vector and DELETE + purge: the image row disappears after the
+    vector is upserted but before it is recorded (a trigger removes it at that moment, in the
+    real database). Its point and its region points are deleted again: a search never
+    answers an image that no longer exists."""
+    from tests.integration.test_pipeline import deliver, queued
+
+    p = platform
+    t = p.signup()
+    image_id = upload(p, t, "coffee.jpg", encode(photo("coffee.png"))).json()["imageId"]
+    ev = from_json(queued(p)[0]["event"])
+    for path in ("/events/process-image", "/events/extract"):
+        code, ev = deliver(p, path, ev, "binary")  # type: ignore[arg-type,assignment]
+        assert code == 200
+    with p.container.db.tx() as conn:
+        conn.execute(
+            "CREATE FUNCTION test_vanish() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN DELETE FROM images WHERE id = NEW.image_id; RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER test_vanish BEFORE INSERT ON image_spaces"
+            " FOR EACH ROW EXECUTE FUNCTION test_vanish()"
+        )
+    try:
+        code, reply = deliver(p, "/events/index-vector", ev, "binary")  # type: ignore[arg-type]
+    finally:
+        with p.container.db.tx() as conn:
+            conn.execute("DROP TRIGGER test_vanish ON image_spaces")
+            conn.execute("DROP FUNCTION test_vanish()")
+    assert code == 202 and reply is None  # no image.indexed for an image that is gone
+    tenant_id = uuid.UUID(t["tenant"]["id"])
+    space = p.container.models.state(tenant_id).active_space
+    vec = p.container.vectors
+    assert vec.get_vector(space, tenant_id=tenant_id, point_id=uuid.UUID(image_id)) is None
+    whole = [0.0] * 1280
+    whole[0] = 1.0
+    assert vec.search_regions(space, tenant_id=tenant_id, vector=whole, limit=5) == []
+    assert _search(p, t, encode(photo("coffee.png"))) == []
