@@ -69,8 +69,13 @@ class FeaturesExtracted(Payload):
             raise ValueError("vectorB64 or regionsB64 is not base64") from exc
         if len(raw) != 4 * self.dim:
             raise ValueError(f"vectorB64 holds {len(raw) // 4} values, dim says {self.dim}")
-        if self.dim <= 0 or len(regions) % (2 * self.dim) or len(regions) > 32 * 2 * self.dim:
-            raise ValueError("regionsB64 must hold at most 32 vectors of dim values")
+        if self.dim <= 0 or len(regions) % (2 * self.dim) or len(regions) > 8 * 2 * self.dim:
+            raise ValueError("regionsB64 must hold at most 8 vectors of dim values")
+        if (
+            not np.isfinite(np.frombuffer(raw, "<f4")).all()
+            or not np.isfinite(np.frombuffer(regions, "<f2")).all()
+        ):
+            raise ValueError("vectors must be finite numbers")
         return self
 
     @classmethod

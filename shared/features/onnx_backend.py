@@ -125,7 +125,9 @@ class OnnxExtractor:
         with self._slots:
             outs = self.session.run(None, {self._input: x[None]})
         whole = finish(np.asarray(outs[0][0], dtype=np.float32), self.spec)
-        regions = np.asarray(outs[1][0], dtype=np.float32) if len(outs) > 1 else None
+        regions = None
+        if len(outs) > 1 and not self.spec.onnx_path:  # an operator's extra outputs are not ours
+            regions = np.asarray(outs[1][0], dtype=np.float32)
         return whole, regions
 
     def _run(self, arr: np.ndarray) -> np.ndarray:

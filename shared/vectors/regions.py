@@ -14,7 +14,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import NotFound
-from shared.vectors.protocol import Hit
+from shared.vectors.protocol import SPACE_RE, Hit
 
 if TYPE_CHECKING:
     from shared.vectors.protocol import VectorIndex
@@ -33,6 +33,12 @@ def is_companion(space: str) -> bool:
     return space.endswith(SUFFIX)
 
 
+def _usable(space: str) -> bool:
+    """Whether the space can have a companion (a name near the length limit cannot: such a
+    space simply has no region vectors)."""
+    return not is_companion(space) and SPACE_RE.match(companion(space)) is not None
+
+
 def point_ids(image_id: uuid.UUID, n: int = MAX_REGIONS) -> list[uuid.UUID]:
     """The region points' ids of an image: derived, so a delete needs no lookup."""
     return [uuid.uuid5(image_id, f"region/{k}") for k in range(n)]
@@ -47,10 +53,19 @@ def upsert(
     vectors: list[list[float]],
     payload: dict[str, Any],
 ) -> None:
+    """The image's region points; any it had beyond these (re-indexed with fewer, or with
+    regions switched off) are deleted, so none nominates the image with a stale window."""
+    if not _usable(space):
+        return
+    vectors = vectors[:MAX_REGIONS]  # the event payload holds at most MAX_REGIONS
+    stale = point_ids(image_id)[len(vectors) :]
+    if stale:
+        try:
+            index.delete(companion(space), tenant_id=tenant_id, point_ids=stale)
+        except NotFound:
+            pass
     if not vectors:
         return
-    if len(vectors) > MAX_REGIONS:
-        raise ValueError(f"at most {MAX_REGIONS} region vectors per image")
     name = companion(space)
     index.ensure_space(name, len(vectors[0]), half=True)
     for pid, (k, vec) in zip(point_ids(image_id), enumerate(vectors), strict=False):
@@ -74,6 +89,8 @@ def search(
     original first (on the dev split, every 60% crop's top-left window did), while the best
     of five windows of many look-alikes (200 faces) drowns it in one pooled ranking.
     """
+    if not _usable(space):
+        return []
     hits: list[Hit] = []
     for k in range(windows):
         try:
@@ -100,7 +117,7 @@ def search(
 def cascade_delete(
     index: VectorIndex, space: str, *, tenant_id: uuid.UUID, image_ids: list[uuid.UUID]
 ) -> None:
-    if is_companion(space) or not image_ids:
+    if not _usable(space) or not image_ids:
         return
     ids = [pid for image_id in image_ids for pid in point_ids(image_id)]
     try:
@@ -110,7 +127,7 @@ def cascade_delete(
 
 
 def cascade_delete_tenant(index: VectorIndex, space: str, *, tenant_id: uuid.UUID) -> None:
-    if is_companion(space):
+    if not _usable(space):
         return
     try:
         index.delete_tenant(companion(space), tenant_id=tenant_id)
@@ -119,7 +136,7 @@ def cascade_delete_tenant(index: VectorIndex, space: str, *, tenant_id: uuid.UUI
 
 
 def cascade_drop(index: VectorIndex, name: str) -> None:
-    if is_companion(name):
+    if not _usable(name):
         return
     try:
         index.drop_space(companion(name))

@@ -151,6 +151,11 @@ def test_features_extracted_carries_region_vectors_as_float16() -> None:
     )
     assert p.regions == regions
     assert FeaturesExtracted.model_validate(base).regions == []  # older events: none
-    for bad in ("not base64!", FeaturesExtracted.pack_regions([[1.0, 0.0, 0.0]])):
+    for bad in (
+        "not base64!",
+        FeaturesExtracted.pack_regions([[1.0, 0.0, 0.0]]),  # not a multiple of dim
+        FeaturesExtracted.pack_regions([[1.0, 0.0, 0.0, 0.0]] * 9),  # more than 8
+        FeaturesExtracted.pack_regions([[float("nan"), 0.0, 0.0, 0.0]]),
+    ):
         with pytest.raises(ValidationError):
             FeaturesExtracted.model_validate({**base, "regionsB64": bad})

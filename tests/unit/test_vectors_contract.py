@@ -183,3 +183,27 @@ def test_search_hits_are_rechecked_against_the_tenant(index: VectorIndex) -> Non
     v = unit(np.ones(DIM))
     index.upsert("images_h", tenant_id=a, point_id=mine.id, vector=v, payload={})
     assert [h.id for h in index.search("images_h", tenant_id=a, vector=v, limit=5)] == [mine.id]
+
+
+def test_region_points_follow_a_reindex_and_a_long_space_has_none(index: VectorIndex) -> None:
+    rng = np.random.default_rng(5)
+    t, image = uuid.uuid4(), uuid.uuid4()
+    index.ensure_space("images_s", DIM)
+    wins = [unit(rng.normal(size=DIM)) for _ in range(5)]
+    index.upsert_regions("images_s", tenant_id=t, image_id=image, vectors=wins, payload={})
+    # Re-indexed with two windows: the other three no longer nominate it.
+    index.upsert_regions("images_s", tenant_id=t, image_id=image, vectors=wins[:2], payload={})
+    for k, w in enumerate(wins):
+        hits = index.search_regions("images_s", tenant_id=t, vector=w, limit=1)
+        assert [h.id for h in hits] == [image]  # window 0 or 1 still holds it...
+        assert max(h.score for h in hits) > 0.99 if k < 2 else max(h.score for h in hits) < 0.9
+    # ...and with regions switched off, none do.
+    index.upsert_regions("images_s", tenant_id=t, image_id=image, vectors=[], payload={})
+    assert index.search_regions("images_s", tenant_id=t, vector=wins[0], limit=1) == []
+    # A space whose companion name would pass the length limit simply has no regions.
+    long = "images_" + "x" * 121
+    index.ensure_space(long, DIM)
+    index.upsert_regions(long, tenant_id=t, image_id=image, vectors=wins, payload={})
+    assert index.search_regions(long, tenant_id=t, vector=wins[0], limit=1) == []
+    index.delete(long, tenant_id=t, point_ids=[image])
+    index.drop_space(long)
