@@ -76,14 +76,21 @@ def decode(headers: dict[str, str], body: bytes) -> Event:
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
         ce = ce_http.from_http_event(ce_http.HTTPMessage(headers=lowered, body=body))
-    except (BaseCloudEventException, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InvalidInput(f"not a valid CloudEvent: {exc}", code="invalid_cloudevent") from exc
+    except (
+        BaseCloudEventException,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+    ) as exc:
+        raise InvalidInput("not a valid CloudEvent", code="invalid_cloudevent") from exc
     attrs = ce.get_attributes()
     data = ce.get_data()
     if isinstance(data, bytes | str):
         try:
             data = json.loads(data) if data else {}
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidInput("CloudEvent data is not JSON", code="invalid_cloudevent") from exc
     core = {
         "id",

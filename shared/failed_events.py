@@ -46,7 +46,7 @@ class FailedEvents:
                 subject=event.subject,
                 event=read_event_json(event),
                 error=ext.get("knativeerrordata") or ext.get("knativeerrorcode"),
-                attempts=int(ext.get("deeplensattempts", "1") or 1),
+                attempts=_attempts(ext.get("deeplensattempts")),
             )
 
     def list(self, principal: Principal, *, limit: int, offset: int) -> list[FailedEventRow]:
@@ -83,3 +83,11 @@ class FailedEvents:
             deliveries.forget_dead(conn, event_id=row.event_id)
         self._publisher().publish(from_json(row.event))
         return self.get(principal, failed_id)
+
+
+def _attempts(value: object) -> int:
+    """The delivery attempts a dead-lettered event carries (1 when absent or not a number)."""
+    try:
+        return max(1, min(int(str(value or 1)), 2**31 - 1))
+    except ValueError:
+        return 1

@@ -25,9 +25,13 @@ from shared.pipeline.process import Process
 from shared.storage import ObjectStore, original_key
 from shared.store import images, tenants
 from shared.store.tenants import TenantRow
+from shared.usage import UsageService
+from shared.validation import has_control
 
 log = logging.getLogger(__name__)
-ORIGINAL_KEY = re.compile(r"^images/([0-9a-fA-F-]{36})/original$")
+ORIGINAL_KEY = re.compile(
+    r"^images/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})/original$"
+)
 
 
 class Adoption:
@@ -57,7 +61,9 @@ class Adoption:
             if exists:
                 return None
             meta = {k.lower(): v for k, v in (obj.get("userMetadata") or {}).items()}
-            filename = str(meta.get("x-amz-meta-filename") or f"{image_id}")
+            filename = str(meta.get("x-amz-meta-filename") or "").strip()
+            if not filename or has_control(filename) or len(filename) > 255:
+                filename = str(image_id)  # what an upload would refuse, replaced, not stored
             return self._adopt(tenant, image_id, filename, cause)
         return None
 
@@ -74,6 +80,13 @@ class Adoption:
             log.warning("not adopting %s/%s: %s", tenant.minio_bucket_name, key, exc.code)
             return None
         with self.db.tenant_tx(tenant.id) as conn:
+            # As for an upload: only an active tenant's objects, within its storage limit.
+            try:
+                locked = tenants.lock_active(conn, tenant_id=tenant.id)
+                UsageService.check_storage(conn, locked, len(blob))
+            except DeepLensError as exc:
+                log.warning("not adopting %s/%s: %s", tenant.minio_bucket_name, key, exc.code)
+                return None
             row = images.insert(
                 conn,
                 tenant_id=tenant.id,

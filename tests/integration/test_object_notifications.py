@@ -150,3 +150,43 @@ def test_kafka_record_in_binary_mode_with_raw_json_body(platform: Platform) -> N
     r = p.client.post("/events/process-image", headers=headers, content=body)
     assert r.status_code == 200
     assert decode(dict(r.headers), r.content).type == "io.deeplens.image.validated.v1"
+
+
+def test_hostile_notifications_adopt_nothing_they_should_not(platform: Platform) -> None:
+    """A key that only looks like an id, a filename an upload would refuse, a suspended
+    tenant's bucket, a bucket past its storage limit: never a 500, never a row the API would
+    not have made."""
+    p = platform
+    t = p.signup()
+    bucket = t["tenant"]["minioBucketName"]
+    blob = encode(photo("chelsea.png"))
+    # 36 characters of the id alphabet that are no UUID: ignored (was a ValueError, a 500).
+    for fake in ("0" * 36, "-" * 36):
+        event = kafka_event(minio_record(bucket, f"images/{fake}/original", 1))
+        assert deliver(p, "/events/process-image", event, "binary") == (202, None)
+    # A NUL in the metadata filename: adopted under its id instead (was a database error).
+    image_id = str(uuid.uuid4())
+    p.container.storage.put(bucket, f"images/{image_id}/original", blob, "image/jpeg")
+    record = minio_record(bucket, f"images/{image_id}/original", len(blob))
+    record["Records"][0]["s3"]["object"]["userMetadata"]["X-Amz-Meta-Filename"] = "a\x00b.jpg"
+    code, reply = deliver(p, "/events/process-image", kafka_event(record), "binary")
+    assert code == 200 and reply is not None
+    got = p.client.get(f"/api/images/{image_id}", headers=t["headers"]).json()
+    assert got["filename"] == image_id
+    # Past the storage limit: not adopted.
+    tenant_id = uuid.UUID(t["tenant"]["id"])
+    with p.container.db.tx() as conn:
+        conn.execute("UPDATE tenants SET max_storage_bytes = 1 WHERE id = %s", (tenant_id,))
+    over = str(uuid.uuid4())
+    p.container.storage.put(bucket, f"images/{over}/original", blob, "image/jpeg")
+    event = kafka_event(minio_record(bucket, f"images/{over}/original", len(blob)), offset=43)
+    assert deliver(p, "/events/process-image", event, "binary") == (202, None)
+    # A suspended tenant's bucket: not adopted either.
+    with p.container.db.tx() as conn:
+        conn.execute(
+            "UPDATE tenants SET max_storage_bytes = 10^12, status = 'Suspended' WHERE id = %s",
+            (tenant_id,),
+        )
+    assert deliver(p, "/events/process-image", event, "binary") == (202, None)
+    with p.container.db.tx() as conn:
+        assert conn.execute("SELECT count(*) FROM images").fetchone()[0] == 1

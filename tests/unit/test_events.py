@@ -159,3 +159,32 @@ def test_features_extracted_carries_region_vectors_as_float16() -> None:
     ):
         with pytest.raises(ValidationError):
             FeaturesExtracted.model_validate({**base, "regionsB64": bad})
+
+
+def test_malformed_event_data_is_a_400_not_a_500() -> None:
+    """Binary-mode data that is not UTF-8, or nested past the recursion limit, is refused as
+    an invalid CloudEvent (a 400 the broker never retries)."""
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "1",
+        "ce-source": "/x",
+        "ce-type": types.IMAGE_UPLOADED,
+        "content-type": "application/json",
+    }
+    for body in (b"\xff\xfe{", b"[" * 100_000):
+        with pytest.raises(InvalidInput) as err:
+            decode(headers, body)
+        assert err.value.code == "invalid_cloudevent"
+
+
+def test_dead_letter_attempts_extension_is_read_defensively() -> None:
+    from shared.failed_events import _attempts
+
+    assert [_attempts(v) for v in (None, "", "3", "abc", "-5", "9" * 30)] == [
+        1,
+        1,
+        3,
+        1,
+        1,
+        2**31 - 1,
+    ]
