@@ -138,6 +138,16 @@ class ModelSpaces(ModelCatalog):
                         return spec.ref
         return platform_ref
 
+    def holds_model(self, tenant_id: uuid.UUID, space: str, ref: str | None, name: str) -> bool:
+        """Whether an event's claim — vectors of model ``ref`` (or ``name``) for ``space`` —
+        is what the tenant's state says that space holds: a vector of another model (even one
+        of the same dimension) never enters a space."""
+        model = self.state(tenant_id).model_of(space)
+        if model is None:
+            return False
+        spec = self.spec(model)
+        return spec.ref == ref if ref is not None else spec.name == name
+
     def write_targets(self, tenant_id: uuid.UUID) -> list[WriteTarget]:
         """Where a new vector of this tenant goes: its active space first (the image's
         pipeline vector), then the other space while one is kept (dual-write)."""

@@ -110,11 +110,11 @@ class Extract(Stage):
         row, tenant = loaded
         if row.status not in ("extracted", "indexed"):
             return None  # still in the pipeline: its extraction writes every current space
-        if p.space not in self.models.state(row.tenant_id).spaces:
-            return None
+        spec = self.models.spec(p.model)
+        if not self.models.holds_model(row.tenant_id, p.space, spec.ref, spec.name):
+            return None  # not one of its spaces (cleaned up), or a space of another model
         if self.models.holds(row.id, p.space):
             return None
-        spec = self.models.spec(p.model)
         with span("image.reembed", tenant_id=row.tenant_id, image_id=row.id, model=spec.name):
             data = self.storage.get(tenant.minio_bucket_name, row.original_key)
             try:

@@ -58,7 +58,11 @@ class Index(Stage):
             return None
         # The event's claims are checked against the database, not trusted: the vector goes
         # only into this tenant's own space, from the model that extracted this image.
-        if p.space != tenant.qdrant_collection_name or (row.model and p.model != row.model):
+        if (
+            p.space != tenant.qdrant_collection_name
+            or (row.model and p.model != row.model)
+            or not self.models.holds_model(row.tenant_id, p.space, p.ref, p.model)
+        ):
             log.warning(
                 "ignoring features.extracted for %s: space %s / model %s do not match",
                 row.id,
@@ -111,7 +115,7 @@ class Index(Stage):
         """A vector for another of the tenant's spaces: upsert, record, no status change;
         a backfill's copy then tops up the next batch."""
         loaded = self.load(tenant_id=p.tenant_id, image_id=p.image_id)
-        if loaded is not None and p.space in self.models.state(p.tenant_id).spaces:
+        if loaded is not None and self.models.holds_model(p.tenant_id, p.space, p.ref, p.model):
             row = loaded[0]
             with span("image.index_copy", tenant_id=row.tenant_id, image_id=row.id):
                 self._upsert(row, p, p.vector)

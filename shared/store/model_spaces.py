@@ -42,6 +42,13 @@ class TenantModels:
     def spaces(self) -> tuple[str, ...]:
         return (self.active_space,) + ((self.other_space,) if self.other_space else ())
 
+    def model_of(self, space: str) -> str | None:
+        """The model reference whose vectors ``space`` holds for this tenant (None: not one of
+        its spaces)."""
+        if space == self.active_space:
+            return self.active_model
+        return self.other_model if space == self.other_space else None
+
 
 # --- model_platform -------------------------------------------------------------------------
 ENSURE_PLATFORM: LiteralString = """

@@ -230,3 +230,32 @@ def test_an_image_deleted_while_it_is_indexed_leaves_no_vectors(platform: Platfo
     whole[0] = 1.0
     assert vec.search_regions(space, tenant_id=tenant_id, vector=whole, limit=5) == []
     assert _search(p, t, encode(photo("coffee.png"))) == []
+
+
+def test_vectors_of_another_model_never_enter_a_space(platform: Platform) -> None:
+    """An index-vector event whose model reference is not the one the space holds (here the
+    same network and dimension, another pooling) is ignored: mixed vectors would make every
+    similarity in the space meaningless."""
+    from tests.integration.test_pipeline import deliver, queued
+
+    p = platform
+    t = p.signup()
+    image_id = upload(p, t, "coffee.jpg", encode(photo("coffee.png"))).json()["imageId"]
+    ev = from_json(queued(p)[0]["event"])
+    for path in ("/events/process-image", "/events/extract"):
+        code, ev = deliver(p, path, ev, "binary")  # type: ignore[arg-type,assignment]
+        assert code == 200
+    assert ev is not None and isinstance(ev.data, dict)
+    good = ev.data["ref"]
+    forged = good.replace(":gem:", ":avg:")
+    assert forged != good
+    for primary in (True, False):
+        ev.data = {**ev.data, "ref": forged, "primary": primary}
+        assert deliver(p, "/events/index-vector", ev, "binary") == (202, None)
+    tenant_id = uuid.UUID(t["tenant"]["id"])
+    space = p.container.models.state(tenant_id).active_space
+    got = p.container.vectors.get_vector(space, tenant_id=tenant_id, point_id=uuid.UUID(image_id))
+    assert got is None
+    ev.data = {**ev.data, "ref": good, "primary": True}
+    code, reply = deliver(p, "/events/index-vector", ev, "binary")
+    assert code == 200 and reply is not None  # the true claim is indexed
