@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from shared.duplicates import DuplicateService
     from shared.failed_events import FailedEvents
     from shared.features.embedder import Embedder
+    from shared.hotpath.asyncread import LoopReader
     from shared.images import ImageService
     from shared.model_migrations import MigrationService
     from shared.pipeline import Pipeline
@@ -79,6 +80,9 @@ class Container(IdentityWiring):
 
     def close(self) -> None:
         """Close what this container built; adapters passed in belong to the caller."""
+        reader = self.__dict__.get("fast_reader")
+        if reader is not None:
+            reader.close()
         if "gate" in self.__dict__:
             self.gate.close()  # writes the calls still counted in memory
         if "vectors" in self.__dict__ and self._vectors is None:
@@ -90,6 +94,13 @@ class Container(IdentityWiring):
         self.db.close()
 
     # --- tenancy (identity services: shared/bootstrap_identity.py) ---------------------------
+    @cached_property
+    def fast_reader(self) -> LoopReader | None:
+        """The hot GET's async reader (shared/hotpath/asyncread.py), when switched on."""
+        from shared.hotpath.asyncread import LoopReader
+
+        return LoopReader(self.database_url) if self.settings.async_reads else None
+
     @cached_property
     def tenants(self) -> TenantService:
         """Tenants and their lifecycle (builds storage and vectors: auth never asks for it)."""

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     database_url: DatabaseUrl | None = None
     db_pool_min: int = 1
     db_pool_max: int = 10
+    # GET /api/images/{id} reads on the event loop with psycopg's async driver
+    # (shared/hotpath/asyncread.py) instead of a worker thread.
+    async_reads: bool = True
     bcrypt_rounds: int = 12
     login_max_failures_per_account: int = 5
     login_max_failures_per_address: int = 30

@@ -114,7 +114,7 @@ def _conflict_message(exc: psycopg.errors.UniqueViolation) -> str:
 
 
 @contextmanager
-def _statement_span(query: LiteralString, table: str) -> Iterator[None]:
+def statement_span(query: LiteralString, table: str) -> Iterator[None]:
     """The span of one statement: ``db.<operation> <table>`` with the seed's tags; its
     duration also feeds deeplens_db_query_duration_seconds{table, operation}."""
     op = query.lstrip().split(None, 1)[0].upper()
@@ -134,7 +134,7 @@ def _statement_span(query: LiteralString, table: str) -> Iterator[None]:
 def execute(
     conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *, table: str
 ) -> int:
-    with _statement_span(query, table):
+    with statement_span(query, table):
         return conn.execute(query, params).rowcount
 
 
@@ -146,7 +146,7 @@ def fetch_one(
     table: str,
     row: type[T],
 ) -> T | None:
-    with _statement_span(query, table), conn.cursor(row_factory=class_row(row)) as cur:
+    with statement_span(query, table), conn.cursor(row_factory=class_row(row)) as cur:
         return cur.execute(query, params).fetchone()
 
 
@@ -158,14 +158,14 @@ def fetch_all(
     table: str,
     row: type[T],
 ) -> list[T]:
-    with _statement_span(query, table), conn.cursor(row_factory=class_row(row)) as cur:
+    with statement_span(query, table), conn.cursor(row_factory=class_row(row)) as cur:
         return cur.execute(query, params).fetchall()
 
 
 def fetch_dicts(
     conn: psycopg.Connection[Any], query: LiteralString, params: Params = None, *, table: str
 ) -> list[dict[str, Any]]:
-    with _statement_span(query, table), conn.cursor(row_factory=dict_row) as cur:
+    with statement_span(query, table), conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, params).fetchall()
 
 
@@ -173,7 +173,7 @@ def fetch_composed(
     conn: psycopg.Connection[Any], query: sql.Composed, params: Params = None, *, table: str
 ) -> list[dict[str, Any]]:
     """For statements composed with sql.Identifier (dynamic column lists)."""
-    with _statement_span("SELECT", table), conn.cursor(row_factory=dict_row) as cur:
+    with statement_span("SELECT", table), conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, params).fetchall()
 
 

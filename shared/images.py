@@ -27,6 +27,7 @@ from shared.vectors import VectorIndex
 
 if TYPE_CHECKING:
     from events.publisher import Publisher
+    from shared.hotpath.asyncread import LoopReader
 
 SOURCE = "/deeplens/images"
 __all__ = ["ImageRow", "ImageService", "upload_priority"]
@@ -135,6 +136,16 @@ class ImageService:
         # One autocommit round trip (the hot GET path); the statement filters by tenant.
         with self.db.one() as conn:
             row = images.get(conn, tenant_id=tenant_id, image_id=image_id)
+        if row is None:
+            raise NotFound("image not found", code="image_not_found")
+        return row
+
+    async def get_on_loop(
+        self, principal: Principal, image_id: uuid.UUID, reader: LoopReader
+    ) -> ImageRow:
+        """``get`` awaited on the serving event loop (the hot GET path)."""
+        tenant_id = principal.require_tenant()
+        row = await images.get_on_loop(reader, tenant_id=tenant_id, image_id=image_id)
         if row is None:
             raise NotFound("image not found", code="image_not_found")
         return row

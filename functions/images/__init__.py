@@ -8,6 +8,7 @@ GET /api/images/{id}/thumbnail/{size}; GET /api/images/{id}/content; DELETE /api
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -187,13 +188,19 @@ def get_image(image_id: uuid.UUID, principal: Auth, c: Services) -> ImageOut:
 
 def hot(app: ASGI, c: Container) -> ASGI:
     """The data plane's most frequent read without FastAPI's routing, dependency solving and
-    response re-validation (shared/hotpath/fastread.py): same answer, errors and span name."""
-    return FastRead(app, ONE_IMAGE, lambda p, image_id: _image_json(c, p, image_id))
+    response re-validation (shared/hotpath/fastread.py): same answer, errors and span name.
+    The row is read on the event loop (shared/hotpath/asyncread.py), or in a worker thread
+    when async reads are off or the request runs on another loop (the in-process client)."""
 
+    async def read(principal: Principal, image_id: uuid.UUID) -> bytes:
+        reader = c.fast_reader
+        if reader is not None and reader.serves():
+            row = await c.images.get_on_loop(principal, image_id, reader)
+        else:
+            row = await asyncio.to_thread(c.images.get, principal, image_id)
+        return ImageOut.__pydantic_serializer__.to_json(ImageOut.of(row), by_alias=True)
 
-def _image_json(c: Container, principal: Principal, image_id: uuid.UUID) -> bytes:
-    out = ImageOut.of(c.images.get(principal, image_id))
-    return ImageOut.__pydantic_serializer__.to_json(out, by_alias=True)
+    return FastRead(app, ONE_IMAGE, read)
 
 
 @router.get("/api/images/{image_id}/vector", response_model=VectorOut)

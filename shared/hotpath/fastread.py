@@ -5,8 +5,9 @@ process, solving the dependencies, validating the returned model against ``respo
 and serializing it again, and its own telemetry. For the data plane's hottest read
 (``GET /api/images/{id}``) ``FastRead`` does only what the answer needs: the path is matched by
 one regular expression, the principal is the one ``QuotaGate`` already authenticated and
-counted, the blocking read runs in a worker thread (one PostgreSQL round trip), and the body is
-the handler's own JSON bytes.
+counted, the read is one PostgreSQL round trip (awaited: the images function reads on the
+event loop with psycopg's async driver, ``shared/hotpath/asyncread.py``), and the body is the
+handler's own JSON bytes.
 
 It answers only what it can answer exactly like the FastAPI route: a GET on a canonical id
 with a principal in the scope. Anything else (no credentials, a malformed id, HEAD) goes on to
@@ -17,7 +18,6 @@ and the route label for the RED metrics (``scope["route"]``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -52,7 +52,7 @@ class Template:
 
 
 ONE_IMAGE = Template("/api/images/{image_id}", re.compile(rf"/api/images/({_UUID})\Z"))
-Read = Callable[[Principal, uuid.UUID], bytes]
+Read = Callable[[Principal, uuid.UUID], Awaitable[bytes]]
 
 
 class FastRead:
@@ -99,7 +99,7 @@ class FastRead:
         self, principal: Principal, key: uuid.UUID
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         try:
-            return 200, await asyncio.to_thread(self.read, principal, key), []
+            return 200, await self.read(principal, key), []
         except DeepLensError as exc:  # what shared.http's exception handler answers
             if exc.status >= 500:
                 log.warning("request failed: %s (%s)", exc.code, exc.message)

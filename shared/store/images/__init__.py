@@ -15,11 +15,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import TYPE_CHECKING, Any, LiteralString
 
 import psycopg
 
 from shared.db import execute, fetch_all, fetch_one
+
+if TYPE_CHECKING:
+    from shared.hotpath.asyncread import LoopReader
 
 Conn = psycopg.Connection[Any]
 
@@ -127,6 +130,14 @@ def insert(
 def get(conn: Conn, *, tenant_id: uuid.UUID, image_id: uuid.UUID) -> ImageRow | None:
     """The tenant's image, unless it is (soft-)deleted."""
     return fetch_one(conn, GET, {"id": image_id, "t": tenant_id}, table="images", row=ImageRow)
+
+
+async def get_on_loop(
+    reader: LoopReader, *, tenant_id: uuid.UUID, image_id: uuid.UUID
+) -> ImageRow | None:
+    """``get`` on the event loop (the hot GET: shared/hotpath/asyncread.py)."""
+    params = {"id": image_id, "t": tenant_id}
+    return await reader.fetch_one(GET, params, table="images", row=ImageRow)
 
 
 def exists_anywhere(conn: Conn, *, image_id: uuid.UUID) -> bool:
