@@ -33,7 +33,7 @@ from shared.vectors.protocol import (
 )
 
 
-class EdgeIndex:
+class EdgeIndex(regions.RegionMethods):
     """Qdrant Edge shards, one directory per space under ``root``, opened on first use."""
 
     def __init__(self, root: Path, cfg: VectorSettings):
@@ -212,24 +212,6 @@ class EdgeIndex:
             self._dims.pop(name, None)
             shutil.rmtree(self.root / name, ignore_errors=True)
         regions.cascade_drop(self, name)
-
-    def upsert_regions(
-        self,
-        space: str,
-        *,
-        tenant_id: uuid.UUID,
-        image_id: uuid.UUID,
-        vectors: list[list[float]],
-        payload: dict[str, Any],
-    ) -> None:
-        regions.upsert(
-            self, space, tenant_id=tenant_id, image_id=image_id, vectors=vectors, payload=payload
-        )
-
-    def search_regions(
-        self, space: str, *, tenant_id: uuid.UUID, vector: list[float], limit: int
-    ) -> list[Hit]:
-        return regions.search(self, space, tenant_id=tenant_id, vector=vector, limit=limit)
 
     def close(self) -> None:
         with self._lock:

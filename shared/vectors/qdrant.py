@@ -27,7 +27,7 @@ from shared.vectors.protocol import (
 )
 
 
-class QdrantIndex:
+class QdrantIndex(regions.RegionMethods):
     """A Qdrant server (production) or qdrant-client's local mode (``:memory:`` / a path)."""
 
     def __init__(self, cfg: VectorSettings, *, location: str | None = None):
@@ -222,24 +222,6 @@ class QdrantIndex:
         self._wrap(self.client.delete_collection, name)
         self._dims.pop(name, None)
         regions.cascade_drop(self, name)
-
-    def upsert_regions(
-        self,
-        space: str,
-        *,
-        tenant_id: uuid.UUID,
-        image_id: uuid.UUID,
-        vectors: list[list[float]],
-        payload: dict[str, Any],
-    ) -> None:
-        regions.upsert(
-            self, space, tenant_id=tenant_id, image_id=image_id, vectors=vectors, payload=payload
-        )
-
-    def search_regions(
-        self, space: str, *, tenant_id: uuid.UUID, vector: list[float], limit: int
-    ) -> list[Hit]:
-        return regions.search(self, space, tenant_id=tenant_id, vector=vector, limit=limit)
 
     def close(self) -> None:
         if self._client is not None:

@@ -11,7 +11,7 @@ and hide companions from the space listing.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shared.errors import NotFound
 from shared.vectors.protocol import SPACE_RE, Hit
@@ -44,76 +44,6 @@ def point_ids(image_id: uuid.UUID, n: int = MAX_REGIONS) -> list[uuid.UUID]:
     return [uuid.uuid5(image_id, f"region/{k}") for k in range(n)]
 
 
-def upsert(
-    index: VectorIndex,
-    space: str,
-    *,
-    tenant_id: uuid.UUID,
-    image_id: uuid.UUID,
-    vectors: list[list[float]],
-    payload: dict[str, Any],
-) -> None:
-    """The image's region points; any it had beyond these (re-indexed with fewer, or with
-    regions switched off) are deleted, so none nominates the image with a stale window."""
-    if not _usable(space):
-        return
-    vectors = vectors[:MAX_REGIONS]  # the event payload holds at most MAX_REGIONS
-    stale = point_ids(image_id)[len(vectors) :]
-    if stale:
-        try:
-            index.delete(companion(space), tenant_id=tenant_id, point_ids=stale)
-        except NotFound:
-            pass
-    if not vectors:
-        return
-    name = companion(space)
-    index.ensure_space(name, len(vectors[0]), half=True)
-    for pid, (k, vec) in zip(point_ids(image_id), enumerate(vectors), strict=False):
-        body = {**payload, IMAGE_KEY: str(image_id), "region": k}
-        index.upsert(name, tenant_id=tenant_id, point_id=pid, vector=vec, payload=body)
-
-
-def search(
-    index: VectorIndex,
-    space: str,
-    *,
-    tenant_id: uuid.UUID,
-    vector: list[float],
-    limit: int,
-    windows: int = WINDOWS,
-) -> list[Hit]:
-    """The nearest ``limit`` images by each region window, as hits on the image's id (best
-    first, each image once).
-
-    Per window rather than over all region points at once: a crop's own window ranks its
-    original first (on the dev split, every 60% crop's top-left window did), while the best
-    of five windows of many look-alikes (200 faces) drowns it in one pooled ranking.
-    """
-    if not _usable(space):
-        return []
-    hits: list[Hit] = []
-    for k in range(windows):
-        try:
-            hits += index.search(
-                companion(space),
-                tenant_id=tenant_id,
-                vector=vector,
-                limit=limit,
-                match={"region": k},
-            )
-        except NotFound:
-            return []  # nothing with regions indexed in this space yet
-    best: dict[uuid.UUID, Hit] = {}
-    for h in hits:
-        try:
-            image_id = uuid.UUID(str(h.payload.get(IMAGE_KEY)))
-        except ValueError:
-            continue
-        if image_id not in best or h.score > best[image_id].score:
-            best[image_id] = Hit(image_id, h.score, h.payload)
-    return sorted(best.values(), key=lambda h: -h.score)
-
-
 def cascade_delete(
     index: VectorIndex, space: str, *, tenant_id: uuid.UUID, image_ids: list[uuid.UUID]
 ) -> None:
@@ -142,3 +72,78 @@ def cascade_drop(index: VectorIndex, name: str) -> None:
         index.drop_space(companion(name))
     except NotFound:
         pass
+
+
+class RegionMethods:
+    """``VectorIndex.upsert_regions`` and ``search_regions``, written once for every adapter
+    (each adapter's own upsert, search and delete do the work)."""
+
+    def upsert_regions(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        image_id: uuid.UUID,
+        vectors: list[list[float]],
+        payload: dict[str, Any],
+    ) -> None:
+        """The image's region points; any it had beyond these (re-indexed with fewer, or with
+        regions switched off) are deleted, so none nominates the image with a stale window."""
+        index = cast("VectorIndex", self)
+        if not _usable(space):
+            return
+        vectors = vectors[:MAX_REGIONS]  # the event payload holds at most MAX_REGIONS
+        stale = point_ids(image_id)[len(vectors) :]
+        if stale:
+            try:
+                index.delete(companion(space), tenant_id=tenant_id, point_ids=stale)
+            except NotFound:
+                pass
+        if not vectors:
+            return
+        name = companion(space)
+        index.ensure_space(name, len(vectors[0]), half=True)
+        for pid, (k, vec) in zip(point_ids(image_id), enumerate(vectors), strict=False):
+            body = {**payload, IMAGE_KEY: str(image_id), "region": k}
+            index.upsert(name, tenant_id=tenant_id, point_id=pid, vector=vec, payload=body)
+
+    def search_regions(
+        self,
+        space: str,
+        *,
+        tenant_id: uuid.UUID,
+        vector: list[float],
+        limit: int,
+        windows: int = WINDOWS,
+    ) -> list[Hit]:
+        """The nearest ``limit`` images by each region window, as hits on the image's id (best
+        first, each image once).
+
+        Per window rather than over all region points at once: a crop's own window ranks its
+        original first (on the dev split, every 60% crop's top-left window did), while the best
+        of five windows of many look-alikes (200 faces) drowns it in one pooled ranking.
+        """
+        index = cast("VectorIndex", self)
+        if not _usable(space):
+            return []
+        hits: list[Hit] = []
+        for k in range(windows):
+            try:
+                hits += index.search(
+                    companion(space),
+                    tenant_id=tenant_id,
+                    vector=vector,
+                    limit=limit,
+                    match={"region": k},
+                )
+            except NotFound:
+                return []  # nothing with regions indexed in this space yet
+        best: dict[uuid.UUID, Hit] = {}
+        for h in hits:
+            try:
+                image_id = uuid.UUID(str(h.payload.get(IMAGE_KEY)))
+            except ValueError:
+                continue
+            if image_id not in best or h.score > best[image_id].score:
+                best[image_id] = Hit(image_id, h.score, h.payload)
+        return sorted(best.values(), key=lambda h: -h.score)

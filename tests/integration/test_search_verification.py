@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from events.codec import from_json
+from events.codec import Event, from_json
 from shared.quality.edits import _screenshot
 from shared.quality.photoset import _texture
 from tests.conftest import Platform
 from tests.integration.test_duplicates import run_pipeline
-from tests.integration.test_pipeline import upload
+from tests.integration.test_pipeline import deliver, queued, upload
 from tests.photos import encode, photo
 
 pytestmark = pytest.mark.integration
@@ -192,20 +192,27 @@ def test_a_crop_the_whole_image_vector_ranks_far_down_is_found_by_its_region(
     assert top["region"] is not None and top["region"]["width"] < 0.8
 
 
+def _extracted(p: Platform, t: dict[str, Any]) -> tuple[str, Event]:
+    """An uploaded photo taken through process-image and extract: its image id and the
+    features.extracted event index-vector would get next."""
+    image_id = upload(p, t, "coffee.jpg", encode(photo("coffee.png"))).json()["imageId"]
+    ev: Event | None = from_json(queued(p)[0]["event"])
+    for path in ("/events/process-image", "/events/extract"):
+        assert ev is not None
+        code, ev = deliver(p, path, ev, "binary")
+        assert code == 200
+    assert ev is not None
+    return image_id, ev
+
+
 def test_an_image_deleted_while_it_is_indexed_leaves_no_vectors(platform: Platform) -> None:
     """The race between index-vector and DELETE + purge: the image row disappears after the
     vector is upserted but before it is recorded (a trigger removes it at that moment, in the
     real database). Its point and its region points are deleted again: a search never
     answers an image that no longer exists."""
-    from tests.integration.test_pipeline import deliver, queued
-
     p = platform
     t = p.signup()
-    image_id = upload(p, t, "coffee.jpg", encode(photo("coffee.png"))).json()["imageId"]
-    ev = from_json(queued(p)[0]["event"])
-    for path in ("/events/process-image", "/events/extract"):
-        code, ev = deliver(p, path, ev, "binary")  # type: ignore[arg-type,assignment]
-        assert code == 200
+    image_id, ev = _extracted(p, t)
     with p.container.db.tx() as conn:
         conn.execute(
             "CREATE FUNCTION test_vanish() RETURNS trigger LANGUAGE plpgsql AS"
@@ -216,7 +223,7 @@ def test_an_image_deleted_while_it_is_indexed_leaves_no_vectors(platform: Platfo
             " FOR EACH ROW EXECUTE FUNCTION test_vanish()"
         )
     try:
-        code, reply = deliver(p, "/events/index-vector", ev, "binary")  # type: ignore[arg-type]
+        code, reply = deliver(p, "/events/index-vector", ev, "binary")
     finally:
         with p.container.db.tx() as conn:
             conn.execute("DROP TRIGGER test_vanish ON image_spaces")
@@ -236,16 +243,10 @@ def test_vectors_of_another_model_never_enter_a_space(platform: Platform) -> Non
     """An index-vector event whose model reference is not the one the space holds (here the
     same network and dimension, another pooling) is ignored: mixed vectors would make every
     similarity in the space meaningless."""
-    from tests.integration.test_pipeline import deliver, queued
-
     p = platform
     t = p.signup()
-    image_id = upload(p, t, "coffee.jpg", encode(photo("coffee.png"))).json()["imageId"]
-    ev = from_json(queued(p)[0]["event"])
-    for path in ("/events/process-image", "/events/extract"):
-        code, ev = deliver(p, path, ev, "binary")  # type: ignore[arg-type,assignment]
-        assert code == 200
-    assert ev is not None and isinstance(ev.data, dict)
+    image_id, ev = _extracted(p, t)
+    assert isinstance(ev.data, dict)
     good = ev.data["ref"]
     forged = good.replace(":gem:", ":avg:")
     assert forged != good
