@@ -156,12 +156,10 @@ class SearchService:
         hits = self.vectors.search_regions(
             answered.space, tenant_id=tenant_id, vector=vector, limit=REGION_K
         )
-        extra = {
-            r.image_id: r
-            for r in self._results(hits, spec)
-            if r.image_id not in found and r.image_id != exclude
-        }
-        to_verify.update(extra)
+        by_region = [r for r in self._results(hits, spec) if r.image_id != exclude]
+        # Verified even when the whole-image ranking found it but left it past the cap.
+        to_verify.update({r.image_id: r for r in by_region if r.image_id not in to_verify})
+        extra = {r.image_id: r for r in by_region if r.image_id not in found}
         t = st.lap("candidates", t)
         with span("search.verify", tenant_id=tenant_id):
             with self.db.tenant_tx(tenant_id) as conn:
