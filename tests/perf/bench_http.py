@@ -63,7 +63,9 @@ def throughput(
     return sum(r[0] for r in results) / seconds, sum(r[1] for r in results)
 
 
-def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  # type: ignore[type-arg]
+def run(
+    seconds: float, clients: int, searches: int, admin_url: str, env: dict[str, str] | None = None
+) -> dict:  # type: ignore[type-arg]
     db = f"deeplens_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
@@ -71,7 +73,7 @@ def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  #
     run_ = start_platform(
         data_dir,
         database_url=admin_url.rsplit("/", 1)[0] + "/" + db,
-        extra_env={"DEEPLENS_SWEEPER_INTERVAL_SECONDS": "3600"},
+        extra_env={"DEEPLENS_SWEEPER_INTERVAL_SECONDS": "3600", **(env or {})},
     )
     try:
         t = signup(run_.http, "Bench")
@@ -156,6 +158,7 @@ def run(seconds: float, clients: int, searches: int, admin_url: str) -> dict:  #
         image_vs_function_liveness=round(rps / fn_base, 3),
         cpu_ms_per_get={"images process": per_get[0], "ingress": per_get[1]},
         server="deeplens up (ingress + one process per function group)",
+        env=env or {},
     )
 
 
@@ -166,11 +169,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--searches", type=int, default=300)
     add_admin_url(p)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for the platform under test, e.g. DEEPLENS_ASYNC_READS=false",
+    )
     a = p.parse_args(argv)
+    env = dict(item.split("=", 1) for item in a.env)
     if a.smoke:
-        run(1, 1, 5, a.admin_url)
+        run(1, 1, 5, a.admin_url, env)
     else:
-        run(a.seconds, a.clients, a.searches, a.admin_url)
+        run(a.seconds, a.clients, a.searches, a.admin_url, env)
 
 
 if __name__ == "__main__":
