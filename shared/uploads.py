@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from shared.errors import InvalidInput
-from shared.validation import has_control
+from shared.validation import filename_ok, has_control
 
 MAX_FIELDS = 16
 M = TypeVar("M", bound=BaseModel)
@@ -28,7 +28,7 @@ async def read_form(request: Request, *, max_files: int) -> FormData:
 
 def clean_filename(upload: UploadFile, default: str = "image") -> str:
     name = (upload.filename or default).strip() or default
-    if has_control(name) or len(name) > 255:
+    if not filename_ok(name):
         raise InvalidInput(
             "the file name must be at most 255 characters without control characters",
             code="invalid_filename",

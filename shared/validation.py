@@ -37,6 +37,15 @@ def has_control(value: str, *, multiline: bool = False) -> bool:
     return bool((_CONTROL if multiline else _CONTROL_LINE).search(value))
 
 
+MAX_FILENAME = 255
+
+
+def filename_ok(name: str) -> bool:
+    """A stored image's file name: at most MAX_FILENAME characters, no control characters
+    (an upload's multipart name and an adopted object's metadata name alike)."""
+    return len(name) <= MAX_FILENAME and not has_control(name)
+
+
 def _line(value: str) -> str:
     if has_control(value):
         raise ValueError("must not contain NUL or control characters")

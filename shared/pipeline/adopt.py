@@ -26,7 +26,7 @@ from shared.storage import ObjectStore, original_key
 from shared.store import images, tenants
 from shared.store.tenants import TenantRow
 from shared.usage import UsageService
-from shared.validation import has_control
+from shared.validation import filename_ok
 
 log = logging.getLogger(__name__)
 ORIGINAL_KEY = re.compile(
@@ -62,7 +62,7 @@ class Adoption:
                 return None
             meta = {k.lower(): v for k, v in (obj.get("userMetadata") or {}).items()}
             filename = str(meta.get("x-amz-meta-filename") or "").strip()
-            if not filename or has_control(filename) or len(filename) > 255:
+            if not filename or not filename_ok(filename):
                 filename = str(image_id)  # what an upload would refuse, replaced, not stored
             return self._adopt(tenant, image_id, filename, cause)
         return None

@@ -49,7 +49,11 @@ def cascade_delete(
 ) -> None:
     if not _usable(space) or not image_ids:
         return
-    ids = [pid for image_id in image_ids for pid in point_ids(image_id)]
+    _delete(index, space, tenant_id, [pid for i in image_ids for pid in point_ids(i)])
+
+
+def _delete(index: VectorIndex, space: str, tenant_id: uuid.UUID, ids: list[uuid.UUID]) -> None:
+    """Delete region points from the space's companion, which may not exist yet."""
     try:
         index.delete(companion(space), tenant_id=tenant_id, point_ids=ids)
     except NotFound:
@@ -95,10 +99,7 @@ class RegionMethods:
         vectors = vectors[:MAX_REGIONS]  # the event payload holds at most MAX_REGIONS
         stale = point_ids(image_id)[len(vectors) :]
         if stale:
-            try:
-                index.delete(companion(space), tenant_id=tenant_id, point_ids=stale)
-            except NotFound:
-                pass
+            _delete(index, space, tenant_id, stale)
         if not vectors:
             return
         name = companion(space)
