@@ -90,6 +90,7 @@ class FeatureSettings(BaseModel):
     backend: Literal["auto", "torch", "onnx"] = "auto"  # auto: onnx on CPU, torch on CUDA
     bf16: bool = False  # opt-in: faster, but vectors agree with fp32 only to cosine ~0.998
     max_batch: int = 16
+    cuda_graphs: bool = True  # CUDA: the forward pass replayed as a graph per batch bucket
     max_wait_ms: int = 5
     threads: int = 0  # 0 = one worker (onnx) or torch's default per core
     # Index each image's region vectors too (five windows; search finds crops through them).

@@ -9,6 +9,10 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 
 def _data_dir() -> Path:
+    import os
+
+    if os.environ.get("DEEPLENS_PHOTOS_DIR"):  # a machine whose scikit-image lacks them
+        return Path(os.environ["DEEPLENS_PHOTOS_DIR"])
     import skimage
 
     return Path(skimage.__file__).parent / "data"
@@ -52,3 +56,26 @@ def edits(img: Image.Image) -> dict[str, Image.Image]:
         "colour": ImageEnhance.Color(ImageEnhance.Brightness(img).enhance(1.2)).enhance(0.7),
         "blur": img.filter(ImageFilter.GaussianBlur(1.5)),
     }
+
+
+def photo_jpegs(n: int, *, size: tuple[int, int] = (1280, 800), seed: int = 0) -> list[bytes]:
+    """~1 MP JPEGs made from the real photos in scikit-image, each one different (random
+    crop, flip and colour), as a camera roll would be."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    bases = [photo(n) for n in COLOUR]
+    out = []
+    for i in range(n):
+        img = bases[i % len(bases)]
+        w, h = img.size
+        x0, y0 = int(rng.integers(0, w // 8)), int(rng.integers(0, h // 8))
+        img = img.crop((x0, y0, w - int(rng.integers(0, w // 8)), h - int(rng.integers(0, h // 8))))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        img = ImageEnhance.Color(img).enhance(float(rng.uniform(0.6, 1.4)))
+        img = img.resize(size, Image.Resampling.BICUBIC)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out

@@ -79,6 +79,7 @@ class LocalEmbedder:
                 threads=f.threads,
                 random_weights=random_weights,
                 bf16=f.bf16,
+                cuda_graphs=f.cuda_graphs,
             )
             self.extractor.warm_up()
             # Batching pays on a GPU: concurrent requests share one forward pass.
@@ -98,7 +99,10 @@ class LocalEmbedder:
 
     def embed_regions(self, data: bytes) -> tuple[list[float], list[list[float]]]:
         t0 = time.perf_counter()
-        row, regions = self.extractor.embed_one_regions(data)
+        if self.batcher is not None:
+            row, regions = self.batcher.embed_regions(data)  # batched with its neighbours
+        else:
+            row, regions = self.extractor.embed_one_regions(data)
         metrics.extracted(self.spec.name, 1, time.perf_counter() - t0)
         parts = [] if regions is None else [[float(x) for x in r] for r in regions]
         return [float(x) for x in row], parts

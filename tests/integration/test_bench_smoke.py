@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
         "extracthttp",
         "noisy",
         "verify",
+        "cuda",
     ],
 )
 def test_benchmark_smoke(
@@ -34,6 +35,7 @@ def test_benchmark_smoke(
     import tests.perf._common as common
 
     monkeypatch.setattr(common, "OUT", tmp_path)
+    monkeypatch.setattr("shared.quality.report.OUT", tmp_path)  # bench cuda: no database
     module = importlib.import_module(f"tests.perf.bench_{name}")
     module.main(["--smoke"])
     doc = json.loads((tmp_path / f"{name}.json").read_text())

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from shared.quality import harness
+from tests.photos import photo_jpegs
 
 __all__ = ["OUT", "add_admin_url", "percentile", "photo_jpegs", "report"]
 
@@ -27,33 +28,6 @@ def percentile(samples: list[float], q: float) -> float:
 def report(name: str, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     """Print a table of rows (same keys each) and write NAME.json into OUT."""
     return harness.report(name, rows, out=OUT, **extra)
-
-
-def photo_jpegs(n: int, *, size: tuple[int, int] = (1280, 800), seed: int = 0) -> list[bytes]:
-    """~1 MP JPEGs made from the real photos in scikit-image, each one different (random
-    crop, flip and colour), as a camera roll would be."""
-    import io
-
-    from PIL import Image, ImageEnhance
-
-    from tests.photos import COLOUR, photo
-
-    rng = np.random.default_rng(seed)
-    bases = [photo(n) for n in COLOUR]
-    out = []
-    for i in range(n):
-        img = bases[i % len(bases)]
-        w, h = img.size
-        x0, y0 = int(rng.integers(0, w // 8)), int(rng.integers(0, h // 8))
-        img = img.crop((x0, y0, w - int(rng.integers(0, w // 8)), h - int(rng.integers(0, h // 8))))
-        if rng.random() < 0.5:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        img = ImageEnhance.Color(img).enhance(float(rng.uniform(0.6, 1.4)))
-        img = img.resize(size, Image.Resampling.BICUBIC)
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
 
 
 def add_admin_url(parser: argparse.ArgumentParser) -> None:

@@ -85,6 +85,38 @@ def test_micro_batcher_merges_and_matches_direct(lite0: Extractor) -> None:
         batcher.close()
 
 
+def test_micro_batcher_batches_region_requests_with_plain_ones(lite0: Extractor) -> None:
+    """The pipeline asks for region vectors: on the torch (CUDA) path those requests share a
+    forward pass with their neighbours instead of running one image per pass, and a request
+    without regions in the same pass gets none."""
+    imgs = [encode(img) for img in photos().values()]
+    batcher = MicroBatcher(lite0, max_batch=8, max_wait_ms=50)
+    try:
+        barrier = threading.Barrier(len(imgs))
+
+        def one(i: int) -> tuple[np.ndarray, np.ndarray | None]:
+            barrier.wait()
+            if i % 2:
+                return batcher.embed(imgs[i]), None
+            return batcher.embed_regions(imgs[i])
+
+        with ThreadPoolExecutor(len(imgs)) as pool:
+            out = list(pool.map(one, range(len(imgs))))
+        assert batcher.batches < len(imgs)  # merged
+        for i, (whole, parts) in enumerate(out):
+            ref_whole, ref_parts = lite0.embed_one_regions(imgs[i])
+            assert float(whole @ ref_whole) > 0.9999
+            if i % 2:
+                assert parts is None
+            else:
+                assert parts is not None and parts.shape == ref_parts.shape
+                assert float(np.min(np.sum(parts * ref_parts, axis=1))) > 0.9999
+    finally:
+        batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.embed(imgs[0])
+
+
 def test_onnx_backend_agrees_with_torch_reference(lite0: Extractor, tmp_path: Path) -> None:
     """The fast path (ONNX Runtime, parallel one-image runs) gives the reference's vectors
     and therefore the same neighbours, on real photos and their edits."""
@@ -127,3 +159,23 @@ def test_draft_decoding_keeps_the_neighbours(lite0: Extractor) -> None:
     )
     assert float(np.min(np.sum(fast * full, axis=1))) > 0.98
     assert (np.argmax(fast @ full.T, axis=1) == np.arange(len(big))).all()
+
+
+def test_cuda_batches_run_at_few_shapes() -> None:
+    """Micro-batches come in every size; on CUDA each is padded to a bucket so cuDNN tunes and
+    a CUDA graph is captured for a handful of shapes, not one per size."""
+    from shared.features.extractor import cuda_bucket
+
+    assert [cuda_bucket(n) for n in (1, 2, 3, 5, 8, 9, 33, 512, 513, 1100)] == [
+        1,
+        2,
+        4,
+        8,
+        8,
+        16,
+        64,
+        512,
+        1024,
+        1536,
+    ]
+    assert len({cuda_bucket(n) for n in range(1, 65)}) == 7
