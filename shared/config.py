@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     # GET /api/images/{id} reads on the event loop with psycopg's async driver
     # (shared/hotpath/asyncread.py) instead of a worker thread.
     async_reads: bool = True
+    # Bulk and backfill events run on lower-priority threads (shared/lanes.py).
+    background_lane: bool = True
+    # Bulk uploads (``?priority=bulk``) a function process handles at once; 0: no limit.
+    bulk_uploads_at_once: int = 2
     bcrypt_rounds: int = 12
     login_max_failures_per_account: int = 5
     login_max_failures_per_address: int = 30

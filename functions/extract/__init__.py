@@ -25,6 +25,7 @@ from shared.bootstrap import Container
 from shared.errors import InvalidInput
 from shared.features.registry import MODELS
 from shared.http import Services, authenticated, container
+from shared.lanes import run_for
 from shared.uploads import clean_filename, field, multipart_body, one_file, read_form
 
 router = APIRouter(tags=["extract"])
@@ -122,10 +123,11 @@ def health(c: Services) -> dict[str, Any]:
 @router.post("/events/extract", **EVENT_ROUTE)
 async def on_validated(request: Request, c: Services) -> Response:
     event = await read_event(request)
+    lane = c.settings.background_lane
     if event.type == types.IMAGE_REEMBED:
         r = payload(event, ImageReembed)
         assert isinstance(r, ImageReembed)
-        return reply(await run_in_threadpool(c.pipeline.extract.reembed, r, event))
+        return reply(await run_for(event, lane, c.pipeline.extract.reembed, r, event))
     p = payload(event, ImageValidated)
     assert isinstance(p, ImageValidated)
-    return reply(await run_in_threadpool(c.pipeline.extract.on_validated, p, event))
+    return reply(await run_for(event, lane, c.pipeline.extract.on_validated, p, event))

@@ -9,19 +9,20 @@ GET /api/images/{id}/thumbnail/{size}; GET /api/images/{id}/content; DELETE /api
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from shared.auth.principal import Principal
 from shared.bootstrap import Container
 from shared.hotpath.fastread import ASGI, ONE_IMAGE, FastRead
 from shared.http import Auth, Services
 from shared.images import UPLOAD_PRIORITIES, upload_priority
+from shared.lanes import BACKGROUND_PRIORITIES, bulk_gate, run_in_lane
 from shared.models import ApiModel
 from shared.store.images import ImageRow
 from shared.uploads import clean_filename, multipart_body, one_file, read_form
@@ -122,12 +123,26 @@ async def upload(
 
     The body is read only after the caller is authenticated (no body parameter here)."""
     extension = upload_priority(priority)
+    at_once = c.settings.bulk_uploads_at_once
+    if extension == "bulk" and at_once > 0:
+        async with bulk_gate(at_once):
+            return await _upload(request, principal, c, extension)
+    return await _upload(request, principal, c, extension)
+
+
+async def _upload(
+    request: Request, principal: Principal, c: Container, extension: str | None
+) -> Response:
     form = await read_form(request, max_files=1)
     file = one_file(form)
     filename = clean_filename(file)
     data = await file.read()
-    row, duplicate = await run_in_threadpool(
-        c.images.upload, principal, filename=filename, data=data, priority=extension
+    # An import's upload (decode check, storage, rows) yields the cores to live work.
+    row, duplicate = await run_in_lane(
+        c.settings.background_lane and extension in BACKGROUND_PRIORITIES,
+        functools.partial(
+            c.images.upload, principal, filename=filename, data=data, priority=extension
+        ),
     )
     if duplicate:
         body = UploadOut(

@@ -10,13 +10,13 @@ POST /events/process-image. Transient failures answer 5xx so the broker redelive
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from events import types
 from events.codec import payload
 from events.http import EVENT_ROUTE, read_event, reply
 from events.payloads import ImageUploaded
 from shared.http import Services
+from shared.lanes import run_for
 
 router = APIRouter(tags=["process-image"])
 
@@ -24,8 +24,9 @@ router = APIRouter(tags=["process-image"])
 @router.post("/events/process-image", **EVENT_ROUTE)
 async def on_uploaded(request: Request, c: Services) -> Response:
     event = await read_event(request)
+    lane = c.settings.background_lane
     if event.type == types.KAFKA_RECORD:
-        return reply(await run_in_threadpool(c.pipeline.adopt.object_created, event.data, event))
+        return reply(await run_for(event, lane, c.pipeline.adopt.object_created, event.data, event))
     p = payload(event, ImageUploaded)
     assert isinstance(p, ImageUploaded)
-    return reply(await run_in_threadpool(c.pipeline.process.on_uploaded, p, event))
+    return reply(await run_for(event, lane, c.pipeline.process.on_uploaded, p, event))

@@ -112,9 +112,10 @@ def run(
     split_only: str | None = None,
     families: list[str] | None = None,
     verified_only: bool = False,
+    draw: int = 0,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    ds = _select(build(faces, limit_originals), split_only, families)
+    ds = _select(build(faces, limit_originals, draw), split_only, families)
     modes = ("verified",) if verified_only else ("embedding", "verified")
     with harness.platform_on_scratch_db() as p:
         headers = p.signup("Eval")
@@ -204,6 +205,7 @@ def run(
         "quality",
         rows,
         gallery=len(ds.gallery),
+        edit_draw=draw,
         originals=ds.originals,
         queries=len(ds.queries),
         test_queries=int((split == "test").sum()),
@@ -227,8 +229,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", choices=["dev", "test"], help="only this split's queries")
     ap.add_argument("--family", action="append", help="only this edit family (repeatable)")
     ap.add_argument("--verified-only", action="store_true", help="skip the verify=false runs")
+    ap.add_argument(
+        "--draw",
+        type=int,
+        default=0,
+        help="another random draw of the edits (crop positions, angles, layouts); 0: the "
+        "README's set",
+    )
     a = ap.parse_args(argv)
-    subset = {"split_only": a.split, "families": a.family, "verified_only": a.verified_only}
+    subset = {
+        "split_only": a.split,
+        "families": a.family,
+        "verified_only": a.verified_only,
+        "draw": a.draw,
+    }
     if a.smoke:
         run(10, limit_originals=4, **subset)
     else:

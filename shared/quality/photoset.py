@@ -220,7 +220,10 @@ class EvalSet:
     originals: int
 
 
-def build(faces: int = 200, limit_originals: int | None = None) -> EvalSet:
+def build(faces: int = 200, limit_originals: int | None = None, draw: int = 0) -> EvalSet:
+    """The evaluation set. ``draw`` salts each original's edit seed: another draw of crop
+    positions, angles, layouts and overlays of the same originals (a check that figures fitted
+    on one draw hold on another; 0 is the set the README reports)."""
     orig = originals()
     if limit_originals is not None:
         orig = dict(list(orig.items())[:limit_originals])
@@ -232,7 +235,8 @@ def build(faces: int = 200, limit_originals: int | None = None) -> EvalSet:
         gallery.append(jpeg(img))
     queries, family, target, which = [], [], [], []
     for gi, (name, img) in enumerate(orig.items()):
-        seed = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+        salted = name if draw == 0 else f"{name}#{draw}"
+        seed = int(hashlib.sha1(salted.encode()).hexdigest()[:8], 16)
         for kind, edited in edit_family(img, seed).items():
             queries.append(jpeg(edited))
             family.append(kind)

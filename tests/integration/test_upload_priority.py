@@ -216,3 +216,64 @@ def test_the_last_free_slot_of_a_function_is_kept_for_live_work(database_url: st
         assert rows == [(-1, 4), (0, 2)]
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("at_once", [1, 0])
+def test_bulk_uploads_are_let_in_a_few_at_a_time_and_live_ones_pass_them(
+    platform: Platform, served: str, monkeypatch: pytest.MonkeyPatch, at_once: int
+) -> None:
+    """``bulk_uploads_at_once`` (default 2) bounds how many bulk uploads a process handles at
+    once; a live upload never waits at that gate. With the gate off (0), every bulk upload
+    is handled at once — what the gate is measured against."""
+    c = platform.container
+    monkeypatch.setattr(c.settings, "bulk_uploads_at_once", at_once)
+    real_upload = c.images.upload
+    lock = threading.Lock()
+    inside: dict[str, int] = {"bulk": 0, "max_bulk": 0}
+
+    def slow_upload(*args: Any, **kwargs: Any) -> Any:
+        bulk = kwargs.get("priority") == "bulk"
+        with lock:
+            if bulk:
+                inside["bulk"] += 1
+                inside["max_bulk"] = max(inside["max_bulk"], inside["bulk"])
+        try:
+            time.sleep(0.3)
+            return real_upload(*args, **kwargs)
+        finally:
+            with lock:
+                if bulk:
+                    inside["bulk"] -= 1
+
+    monkeypatch.setattr(c.images, "upload", slow_upload)
+    with httpx.Client(base_url=served, timeout=30) as http:
+        t = signup(http, "Gate")
+    blobs = photo_jpegs(5, size=(160, 120), seed=21)
+    done: dict[str, float] = {}
+
+    def send(i: int, priority: str) -> None:
+        with httpx.Client(base_url=served, timeout=30) as http:
+            r = http.post(
+                "/api/images/upload",
+                headers=t["key_headers"],
+                params={"priority": priority},
+                files={"file": (f"{i}.jpg", blobs[i])},
+            )
+        assert r.status_code == 202, r.text
+        done[f"{priority}-{i}"] = time.monotonic()
+
+    threads = [threading.Thread(target=send, args=(i, "bulk")) for i in range(4)]
+    for th in threads:
+        th.start()
+    time.sleep(0.1)  # the bulk uploads are in (or at the gate) first
+    live = threading.Thread(target=send, args=(4, "live"))
+    live.start()
+    for th in [*threads, live]:
+        th.join(30)
+    assert len(done) == 5
+    last_bulk = max(v for k, v in done.items() if k.startswith("bulk"))
+    if at_once:
+        assert inside["max_bulk"] == at_once
+        assert done["live-4"] < last_bulk  # the live upload did not queue behind the import
+    else:
+        assert inside["max_bulk"] == 4

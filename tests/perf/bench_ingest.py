@@ -7,6 +7,8 @@ pipeline's ceiling), in this process with a worker per core.
     deeplens bench ingest [--images 1000] [--concurrency 8] [--ingest-priority live]
     deeplens bench ingest --compare-local-features [--images 300]
     deeplens bench ingest --compare-regions [--images 300]
+    deeplens bench ingest --compare-background-lane [--images 200]
+    deeplens bench ingest --compare-bulk-gate [--images 200]
 
 The ingest is bulk work (what ``deeplens ingest`` sends by default) and the probes are live
 uploads of the same tenant and API key, so the probes measure how well the broker serves live
@@ -164,32 +166,46 @@ def run(
     )
 
 
-# What each comparison switches: its setting, and its name in the report.
+# What each comparison switches: its setting, its name in the report, its off and on values.
 SWITCHES = {
-    "local-features": ("DEEPLENS_LOCAL_FEATURES", "local features"),
-    "regions": ("DEEPLENS_FEATURES__REGIONS", "region vectors"),
+    "local-features": ("DEEPLENS_LOCAL_FEATURES", "local features", "false", "true"),
+    "regions": ("DEEPLENS_FEATURES__REGIONS", "region vectors", "false", "true"),
+    "background-lane": ("DEEPLENS_BACKGROUND_LANE", "the background lane", "false", "true"),
+    "bulk-gate": ("DEEPLENS_BULK_UPLOADS_AT_ONCE", "the bulk-upload gate", "0", "2"),
 }
 
 
 def compare(what: str, images: int, singles: int, admin_url: str) -> dict:  # type: ignore[type-arg]
     """Ingest without, then with, the switched stage, twice each, interleaved (drift check)."""
-    env, label = SWITCHES[what]
+    env, label, off_value, on_value = SWITCHES[what]
     runs = []
     for i, on in enumerate((False, True, False, True)):
         doc = run(
             images,
             singles,
             admin_url,
-            extra_env={env: "true" if on else "false"},
+            extra_env={env: on_value if on else off_value},
             name=f"ingest-{what}-{i}-{'on' if on else 'off'}",
         )
-        runs.append((on, doc["rows"][1]["value"]))
-    off = [v for on, v in runs if not on]
-    with_it = [v for on, v in runs if on]
+        runs.append((on, doc["rows"][1]["value"], doc["rows"][3]["value"]))
+    off = [v for on, v, _ in runs if not on]
+    with_it = [v for on, v, _ in runs if on]
+    p50_off = [ms for on, _, ms in runs if not on]
+    p50_with = [ms for on, _, ms in runs if on]
     rows = [
         {"measure": f"ingest without {label}", "value": sum(off) / len(off), "unit": "img/s"},
         {"measure": f"ingest with {label}", "value": sum(with_it) / len(with_it), "unit": "img/s"},
         {"measure": "with / without", "value": sum(with_it) / sum(off), "unit": "ratio"},
+        {
+            "measure": f"upload→searchable p50 during ingest without {label}",
+            "value": sum(p50_off) / len(p50_off),
+            "unit": "ms",
+        },
+        {
+            "measure": f"upload→searchable p50 during ingest with {label}",
+            "value": sum(p50_with) / len(p50_with),
+            "unit": "ms",
+        },
     ]
     return report(f"ingest-{what}", rows, images=images, runs=runs)
 
@@ -203,11 +219,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--compare-local-features", action="store_true")
     p.add_argument("--compare-regions", action="store_true")
+    p.add_argument("--compare-background-lane", action="store_true")
+    p.add_argument("--compare-bulk-gate", action="store_true")
     p.add_argument("--ingest-priority", choices=("bulk", "live"), default="bulk")
     a = p.parse_args(argv)
     for what, asked in (
         ("local-features", a.compare_local_features),
         ("regions", a.compare_regions),
+        ("background-lane", a.compare_background_lane),
+        ("bulk-gate", a.compare_bulk_gate),
     ):
         if asked:
             compare(what, a.images, a.singles, a.admin_url)
