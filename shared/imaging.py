@@ -8,6 +8,7 @@ EXIF orientation is applied; CMYK, 16-bit, palette and alpha images become 8-bit
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -58,7 +59,8 @@ def open_image_sized(
 
     With ``draft``, JPEGs are decoded at a DCT-reduced scale (1/2..1/8): every coefficient is
     still entropy-decoded, so truncated or corrupt data fails just the same, at a fraction of
-    the cost of a full decode.
+    the cost of a full decode. ``draft=(w, h)`` keeps both sides at least w and h (PIL's
+    request); ``draft=(side, 0)`` keeps the longer side at least ``side``.
     """
     if not data:
         raise Unprocessable("the file is empty", code="empty_file")
@@ -78,6 +80,12 @@ def open_image_sized(
                     code="image_too_many_pixels",
                 )
             if draft is not None and fmt == "JPEG":
+                if draft[1] == 0:
+                    # (side, 0): the longer side at least ``side``, the aspect kept — PIL's
+                    # own request is a box that both sides must cover, so a 1280x800 photo
+                    # asked for (512, 512) would not be reduced at all.
+                    f = draft[0] / max(w, h)
+                    draft = (max(1, math.ceil(w * f)), max(1, math.ceil(h * f)))
                 # (PIL keeps the decoded size at or above the request.)
                 src.draft("RGB", draft)
             limits = decoding.budget()
@@ -196,10 +204,13 @@ def thumbnails(img: Image.Image) -> dict[int, bytes]:
         target = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
         # resize builds only the small image (thumbnail() on a copy held a full-size copy);
         # each smaller size is made from the one before (a quarter of the pixels to filter).
-        thumb = source.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        # reducing_gap 1: a box reduction by the integer part of the ratio, then Lanczos for
+        # the rest (less than half the cost of Lanczos over the whole ratio, at thumbnail size
+        # indistinguishable); WebP method 2: half of method 3's time for 3% more bytes.
+        thumb = source.resize(target, Image.Resampling.LANCZOS, reducing_gap=1.0)
         source = thumb
         buf = io.BytesIO()
-        thumb.save(buf, "WEBP", quality=80, method=3)
+        thumb.save(buf, "WEBP", quality=80, method=2)
         out[size] = buf.getvalue()
     return out
 

@@ -51,7 +51,7 @@ class Process(Stage):
                     data = self.storage.get(bucket, row.original_key)
                     # Thumbnails are at most 256 px: decode JPEGs at a reduced scale.
                     img, (width, height) = open_image_sized(
-                        data, draft=(512, 512), max_pixels=self.settings.max_image_pixels
+                        data, draft=(WORK_SIDE, 0), max_pixels=self.settings.max_image_pixels
                     )
                 except TransientError:
                     raise

@@ -99,3 +99,22 @@ def test_thumbnails_are_webp_at_256_and_128() -> None:
     for size, blob in thumbs.items():
         t = Image.open(io.BytesIO(blob))
         assert t.format == "WEBP" and max(t.size) == size
+
+
+def test_a_draft_by_the_longer_side_reduces_a_photo_a_box_request_cannot() -> None:
+    """process-image asks for the longer side ≥ 512 (``draft=(512, 0)``): a 1280x800 JPEG
+    decodes at half scale; PIL's own box request (512, 512) cannot reduce it (800/2 < 512)."""
+    import io
+
+    from PIL import Image
+
+    from shared.imaging import open_image_sized
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1280, 800), (90, 120, 200)).save(buf, "JPEG")
+    img, size = open_image_sized(buf.getvalue(), draft=(512, 0))
+    assert size == (1280, 800) and img.size == (640, 400)
+    assert open_image_sized(buf.getvalue(), draft=(512, 512))[0].size == (1280, 800)
+    buf = io.BytesIO()
+    Image.new("RGB", (600, 1300), (90, 120, 200)).save(buf, "JPEG")  # portrait
+    assert open_image_sized(buf.getvalue(), draft=(512, 0))[0].size == (300, 650)
