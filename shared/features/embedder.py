@@ -70,7 +70,8 @@ class LocalEmbedder:
             self.onnx.warm_up()
             self.extractor: Any = self.onnx
         else:
-            from shared.features.extractor import Extractor, MicroBatcher
+            from shared.features.batching import MicroBatcher
+            from shared.features.extractor import Extractor
 
             self.extractor = Extractor(
                 self.spec,

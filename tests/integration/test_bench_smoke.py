@@ -50,6 +50,7 @@ def test_quality_eval_smoke(
     from shared.quality import harness
 
     monkeypatch.setattr(harness, "OUT", tmp_path)
+    monkeypatch.setattr("shared.quality.report.OUT", tmp_path)  # where report() writes
     quality.main(["--smoke"])
     doc = json.loads((tmp_path / "quality.json").read_text())
     families = {r["family"] for r in doc["rows"]}

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.features.extractor import Extractor, MicroBatcher, _decode_pool
+from shared.features.batching import MicroBatcher
+from shared.features.extractor import Extractor, _decode_pool
 from shared.features.registry import model_spec
 from shared.quality.report import report
 from tests.photos import photo_jpegs

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.features.extractor import Extractor, MicroBatcher
+from shared.features.batching import MicroBatcher
+from shared.features.extractor import Extractor
 from shared.features.registry import MODELS, model_spec
 from tests.photos import edits, encode, photos
 
