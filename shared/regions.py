@@ -9,12 +9,13 @@ region vectors (shared/vectors/regions.py) nominate a crop's original for verifi
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from shared.imaging import open_image
-from shared.local_features import cv_module, to_grey
+from shared.local_features import Region, cv_module, to_grey
 
 
 def _segments(flat: np.ndarray, min_gap: int) -> list[tuple[int, int]]:
@@ -39,7 +40,14 @@ def _segments(flat: np.ndarray, min_gap: int) -> list[tuple[int, int]]:
 Box = tuple[int, int, int, int]
 
 
-def _xy_cut(grey: np.ndarray, box: Box, depth: int, loose: list[Box] | None = None) -> list[Box]:
+def _xy_cut(
+    grey: np.ndarray,
+    box: Box,
+    depth: int,
+    loose: list[Box] | None = None,
+    *,
+    robust: bool = False,
+) -> list[Box]:
     """Recursive XY-cut: split a box along flat rows, then flat columns (gutters, margins,
     window chrome), until nothing splits. Returns the leaves as (x0, y0, x1, y1). A box whose
     flat margins are trimmed off goes to ``loose`` first: the margins may be the picture's
@@ -48,8 +56,8 @@ def _xy_cut(grey: np.ndarray, box: Box, depth: int, loose: list[Box] | None = No
     sub = grey[y0:y1, x0:x1]
     if depth == 0 or sub.shape[0] < 16 or sub.shape[1] < 16:
         return [box]
-    rows = _segments(sub.std(axis=1) < FLAT_STD, 2)
-    cols = _segments(sub.std(axis=0) < FLAT_STD, 2)
+    rows = _segments(_flat(sub, 1, robust), 2)
+    cols = _segments(_flat(sub, 0, robust), 2)
     if len(rows) == 1 and len(cols) == 1:
         r, c = rows[0], cols[0]
         tight = (x0 + c[0], y0 + r[0], x0 + c[1], y0 + r[1])
@@ -57,53 +65,123 @@ def _xy_cut(grey: np.ndarray, box: Box, depth: int, loose: list[Box] | None = No
             return [box]
         if loose is not None:
             loose.append(box)
-        return _xy_cut(grey, tight, depth - 1, loose)
+        return _xy_cut(grey, tight, depth - 1, loose, robust=robust)
     leaves = []
     if len(rows) > 1:
         for a, b in rows:
-            leaves += _xy_cut(grey, (x0, y0 + a, x1, y0 + b), depth - 1, loose)
+            leaves += _xy_cut(grey, (x0, y0 + a, x1, y0 + b), depth - 1, loose, robust=robust)
     else:
         for a, b in cols:
-            leaves += _xy_cut(grey, (x0 + a, y0, x0 + b, y1), depth - 1, loose)
+            leaves += _xy_cut(grey, (x0 + a, y0, x0 + b, y1), depth - 1, loose, robust=robust)
     return leaves
 
 
 FLAT_STD = 1.5  # grey levels: a line this uniform is a gutter, margin or bar (3 cut plain photos)
+# ...or one that is that uniform but for a few pixels: a margin crossed by an anti-aliased edge
+# (a title bar's lower edge, a sidebar's border) is still a margin. Without this, one blended
+# row across a page's columns made every column "not flat" and a screenshot uncuttable.
+FLAT_TOLERANCE = 4.0  # grey levels from the line's median
+FLAT_OUTLIERS = 0.02  # share of a line's pixels that may differ by more
+
+
+def _flat(sub: np.ndarray, axis: int, robust: bool) -> np.ndarray:
+    """Per line (axis=1: rows, axis=0: columns): uniform (``robust``: give or take a few
+    pixels)."""
+    strict = sub.std(axis=axis) < FLAT_STD
+    if not robust:
+        return strict  # type: ignore[no-any-return]
+    # Around the mean, not the median (5x cheaper): 2% of outliers move it by a few levels
+    # at most, which the extra 2 levels of tolerance absorb.
+    mean = sub.mean(axis=axis, keepdims=True)
+    off = (np.abs(sub - mean) > FLAT_TOLERANCE + 2).mean(axis=axis)
+    return strict | (off <= FLAT_OUTLIERS)  # type: ignore[no-any-return]
+
+
+# A proposal covers at least MIN_AREA of the query and MIN_SIDE pixels of its 512-px copy on
+# each side: a photo at 15% of a desktop screenshot's width (2.3% of its area) is one; a line
+# of text (7 px tall) is not.
+MIN_AREA = 0.015
+MIN_SIDE = 24
+STRONG_AREA = 0.06
+MAX_WEAK = 2
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposed region of a query: its JPEG crop, and where it lies in the query (None for
+    a rotated picture turned upright, which is no rectangle of the query)."""
+
+    crop: bytes
+    box: Region | None
+    # A picture turned upright, or a block of at least STRONG_AREA of the query (a
+    # screenshot's content area, a collage's tile): its embedding speaks for the whole
+    # picture. A smaller block only nominates candidates for verification.
+    strong: bool = True
 
 
 def region_proposals(data: bytes, *, max_regions: int = 4) -> list[bytes]:
+    """The crops of :func:`proposals`."""
+    return [p.crop for p in proposals(data, max_regions=max_regions)]
+
+
+def proposals(data: bytes, *, max_regions: int = 4) -> list[Proposal]:
     """Photo-like rectangles inside a query (a screenshot's content area, a collage's tiles).
 
     A recursive XY-cut along uniform rows and columns (gutters, margins, window chrome) splits
-    the query into blocks; the largest that are big enough (≥ 6% of the query) yet not the
-    whole of it become JPEG crops to embed. A few milliseconds; an ordinary photo, with no
-    uniform lines across it, yields none.
+    the query into blocks; the largest that are big enough (MIN_AREA, MIN_SIDE above) yet not
+    the whole of it become JPEG crops to embed and to verify. A few milliseconds; an ordinary
+    photo, with no uniform lines across it, yields none.
     """
     img = open_image(data, draft=(512, 512))
     g = to_grey(img, 512).astype(np.float32)
     h, w = g.shape
+    # Strong proposals: the strict cut's blocks of at least STRONG_AREA (a screenshot's
+    # content area, a collage's tile), and a rotated picture turned upright.
     loose: list[Box] = []
     leaves = _xy_cut(g, (0, 0, w, h), 6, loose)
     boxes = []
     for x0, y0, x1, y1 in leaves:
         frac = (x1 - x0) * (y1 - y0) / (w * h)
-        if 0.06 <= frac <= 0.85 and min(x1 - x0, y1 - y0) >= 24:
+        if STRONG_AREA <= frac <= 0.85 and min(x1 - x0, y1 - y0) >= MIN_SIDE:
             boxes.append((frac, x0, y0, x1, y1))
     boxes.sort(reverse=True)
     for x0, y0, x1, y1 in loose:  # after the leaves, when there is room
         frac = (x1 - x0) * (y1 - y0) / (w * h)
-        if 0.06 <= frac <= 0.85 and (frac, x0, y0, x1, y1) not in boxes:
+        if STRONG_AREA <= frac <= 0.85 and (frac, x0, y0, x1, y1) not in boxes:
             boxes.append((frac, x0, y0, x1, y1))
     out = []
     upright = _derotated(img, g)
     if upright is not None:
-        out.append(_jpeg(upright))
+        out.append(Proposal(_jpeg(upright), None))
     sx, sy = img.width / w, img.height / h
-    for _frac, x0, y0, x1, y1 in boxes[: max_regions - len(out)]:
-        out.append(
-            _jpeg(img.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy))))
-        )
+
+    def crop(x0: int, y0: int, x1: int, y1: int, strong: bool) -> Proposal:
+        part = img.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)))
+        box = Region(x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h)
+        return Proposal(_jpeg(part), box, strong=strong)
+
+    taken = boxes[: max_regions - len(out)]
+    out += [crop(x0, y0, x1, y1, True) for _f, x0, y0, x1, y1 in taken]
+    # Weak proposals: the robust cut's blocks down to MIN_AREA that the strict cut missed (a
+    # photo in a desktop screenshot whose margins an anti-aliased edge crosses, a small one):
+    # each only nominates candidates, which a geometric match must confirm.
+    small = []
+    for x0, y0, x1, y1 in _xy_cut(g, (0, 0, w, h), 6, robust=True):
+        frac = (x1 - x0) * (y1 - y0) / (w * h)
+        if MIN_AREA <= frac <= 0.85 and min(x1 - x0, y1 - y0) >= MIN_SIDE:
+            if all(_iou((x0, y0, x1, y1), b[1:]) < 0.8 for b in taken):
+                small.append((frac, x0, y0, x1, y1))
+    small.sort(reverse=True)
+    out += [crop(x0, y0, x1, y1, False) for _f, x0, y0, x1, y1 in small[:MAX_WEAK]]
     return out
+
+
+def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
 
 
 def _jpeg(img: Image.Image) -> bytes:

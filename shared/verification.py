@@ -13,13 +13,21 @@ just under VERIFIED_FLOOR, so the same picture always ranks above a look-alike.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 
-from shared.local_features import LocalFeatures, Verification, verify
+from shared.local_features import (
+    NOT_VERIFIED,
+    LocalFeatures,
+    Region,
+    Verification,
+    extract_query,
+    verify,
+)
 from shared.store import local_features as store
 
 VERIFIED_FLOOR = 0.9
@@ -32,6 +40,8 @@ UNVERIFIED_CAP = 0.899
 # precision at 0.7 is 0.997.
 UNVERIFIED_ANCHOR = 0.795
 FULL_INLIERS = 200  # inliers at which a verified match scores 1.0
+
+MAX_CROP_PAIRS = 8  # proposal-level verifications per query, at most
 
 _POOL = ThreadPoolExecutor(2, thread_name_prefix="verify")  # OpenCV releases the GIL
 
@@ -58,6 +68,53 @@ def verify_all(
     ids = list(candidates)
     results = _POOL.map(lambda i: verify(query, candidates[i]), ids)
     return dict(zip(ids, results, strict=True))
+
+
+def verify_in_proposals(
+    checks: dict[uuid.UUID, Verification],
+    stored: dict[uuid.UUID, LocalFeatures],
+    nominated: dict[uuid.UUID, set[int]],
+    proposed: Sequence[Any],
+) -> dict[uuid.UUID, Verification]:
+    """A candidate that a region proposal nominated and the whole query did not match
+    geometrically is verified against that proposal's own local features, extracted from its
+    crop at the crop's own resolution (a photo that is a small part of a large screenshot has
+    few of the whole query's keypoints); only the proposals that need it are extracted. The
+    better match counts; its place is mapped from the crop to the whole query."""
+    if any(v.geometric for v in checks.values()):
+        # The whole query matched: its proposals were big enough to match through it (a
+        # screenshot's content, a collage's tiles). Skipping them bounds the slow queries.
+        return checks
+    pairs = [
+        (image_id, i)
+        for image_id, which in nominated.items()
+        if image_id in stored and not checks.get(image_id, NOT_VERIFIED).geometric
+        for i in sorted(which)
+    ][:MAX_CROP_PAIRS]
+    if not pairs:
+        return checks
+    needed = sorted({i for _, i in pairs})
+    extracted = _POOL.map(lambda i: extract_query(proposed[i].crop), needed)
+    crop_features = dict(zip(needed, extracted, strict=True))
+    results = _POOL.map(lambda pair: verify(crop_features[pair[1]], stored[pair[0]]), pairs)
+    out = dict(checks)
+    for (image_id, i), v in zip(pairs, results, strict=True):
+        best = out.get(image_id, NOT_VERIFIED)
+        if v.geometric and v.inliers > best.inliers:
+            out[image_id] = in_query(v, proposed[i].box)
+    return out
+
+
+def in_query(v: Verification, box: Region | None) -> Verification:
+    """A crop's match, placed in the whole query: the crop's box (or the part of it the
+    candidate covers). The crop is a part of the query, so a geometric match is a copy, as a
+    whole-query match inside a screenshot is."""
+    if box is None:  # a rotated picture turned upright: no rectangle of the query
+        return replace(v, query_region=None, verified=v.verified or v.region is not None)
+    q = v.query_region or Region(0.0, 0.0, 1.0, 1.0)
+    x, y = box.x + q.x * box.width, box.y + q.y * box.height
+    placed = Region(x, y, q.width * box.width, q.height * box.height)
+    return replace(v, query_region=placed, verified=True)
 
 
 def final_similarity(calibrated: float, v: Verification | None) -> float:

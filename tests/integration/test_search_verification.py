@@ -109,6 +109,46 @@ def test_texture_pasted_into_a_screenshot_is_found_first_and_verified(
     assert {"imageId", "similarity", "filename", "uploadedAt", "thumbnailUrl"} <= set(top)
 
 
+def desktop_screenshot(img: Image.Image, width_share: float) -> tuple[bytes, tuple[float, ...]]:
+    """A 1600x1000 desktop screenshot: a title bar, a sidebar, lines of text, and the photo
+    at ``width_share`` of the page's width; the photo's box, as shares of the page."""
+    from PIL import ImageDraw
+
+    w, h = 1600, 1000
+    page = Image.new("RGB", (w, h), (250, 250, 250))
+    d = ImageDraw.Draw(page)
+    d.rectangle((0, 0, w, 60), fill=(40, 44, 52))
+    d.rectangle((0, 60, 260, h), fill=(235, 237, 240))
+    pw = int(w * width_share)
+    ph = int(img.height * pw / img.width)
+    x, y = 900, 420
+    page.paste(img.resize((pw, ph), Image.Resampling.LANCZOS), (x, y))
+    for i in range(20):
+        row = 80 + i * 45
+        if not y - 20 < row < y + ph:
+            d.text((300, row), "Lorem ipsum dolor sit amet, consectetur " * 3, fill=(50, 50, 50))
+    return encode(page, quality=85), (x / w, y / h, pw / w, ph / h)
+
+
+def test_a_photo_small_in_a_desktop_screenshot_is_found_first_and_verified(
+    platform: Platform,
+) -> None:
+    """A photo at a fifth of a desktop screenshot's width: proposed by the outlier-tolerant
+    cut (the title bar's blended edge crosses every margin column) and verified against the
+    proposal's own keypoints (at 640 px the whole screenshot gives it few)."""
+    p = platform
+    t, ids = _library(p)
+    shot, (bx, by, bw, bh) = desktop_screenshot(photo("coffee.png"), 0.2)
+    results = _search(p, t, shot)
+    top = results[0]
+    assert ids[top["imageId"]] == "coffee.png"
+    assert top["verified"] is True and top["inliers"] >= 15
+    q = top["queryRegion"]  # mapped from the proposal back into the whole screenshot
+    assert q is not None
+    assert abs(q["x"] - bx) < 0.03 and abs(q["y"] - by) < 0.03
+    assert abs(q["width"] - bw) < 0.05 and abs(q["height"] - bh) < 0.05
+
+
 def test_a_30_percent_crop_is_found_with_its_region(platform: Platform) -> None:
     p = platform
     t, ids = _library(p)

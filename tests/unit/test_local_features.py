@@ -80,3 +80,21 @@ def test_flat_image_has_no_features_and_never_matches() -> None:
     f = extract(encode(flat))
     assert len(f) == 0 and LocalFeatures.unpack(f.pack()).descriptors.shape == (0, 32)
     assert not verify(extract_query(encode(photo("coffee.png"))), f).geometric
+
+
+def test_a_small_photo_in_a_desktop_screenshot_is_proposed() -> None:
+    """The strict cut finds nothing in a desktop screenshot (one blended row under the title
+    bar makes every column non-uniform); the outlier-tolerant cut proposes the photo, as a
+    weak proposal (it nominates candidates for verification only). A plain photo and a
+    texture still yield none."""
+    from shared.regions import proposals
+    from tests.integration.test_search_verification import desktop_screenshot
+
+    shot, (bx, by, bw, bh) = desktop_screenshot(photo("coffee.png"), 0.2)
+    found = proposals(shot)
+    assert found and all(p.box is not None for p in found)
+    best = found[0].box
+    assert best is not None and not found[0].strong
+    assert abs(best.x - bx) < 0.02 and abs(best.y - by) < 0.02
+    assert abs(best.width - bw) < 0.03 and abs(best.height - bh) < 0.03
+    assert proposals(encode(photo("astronaut.png"))) == []
