@@ -46,6 +46,36 @@ def _screenshot(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return _reencode(canvas, 85)
 
 
+def _desktop(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The photo small inside a full desktop screenshot: a window's title bar, a sidebar,
+    lines of text around it; the photo at 15-30% of the page's width (2-9% of its area)."""
+    w, h = (1600, 1000) if rng.random() < 0.5 else (1440, 900)
+    page = Image.new("RGB", (w, h), (250, 250, 250))
+    d = ImageDraw.Draw(page)
+    bar, side = int(rng.uniform(48, 72)), int(rng.uniform(200, 320))
+    d.rectangle((0, 0, w, bar), fill=(40, 44, 52))
+    d.rectangle((0, bar, side, h), fill=(235, 237, 240))
+    pw = int(w * rng.uniform(0.15, 0.3))
+    ph = max(16, int(img.height * pw / img.width))
+    ph = min(ph, h - bar - 40)
+    pw = max(16, int(img.width * ph / img.height))
+    x = int(rng.uniform(side + 20, max(side + 21, w - pw - 20)))
+    y = int(rng.uniform(bar + 20, max(bar + 21, h - ph - 20)))
+    page.paste(img.resize((pw, ph), Image.Resampling.LANCZOS), (x, y))
+    for row in range(bar + 24, h - 24, 44):
+        if y - 24 < row < y + ph + 4:
+            if x - side > 260:  # text beside the photo, where there is room
+                d.text((side + 20, row), "Lorem ipsum dolor sit", fill=(50, 50, 50), font_size=18)
+            continue
+        d.text(
+            (side + 20, row),
+            "Lorem ipsum dolor sit amet, consectetur " * 2,
+            fill=(50, 50, 50),
+            font_size=18,
+        )
+    return _reencode(page, 85)
+
+
 def _filler(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     """A synthetic tile for collages (shapes on a gradient; never in the gallery)."""
     w, h = size
@@ -160,4 +190,6 @@ def edit_family(img: Image.Image, seed: int) -> dict[str, Image.Image]:
         "blur": img.filter(ImageFilter.GaussianBlur(2.5)),
         "downscale-4": img.resize((max(32, w // 4), max(32, h // 4))),
         "jpeg-15": _reencode(img, 15),
+        # Last: its random draws come after every other family's, which stay as they were.
+        "screenshot-desktop": _desktop(img, rng),
     }

@@ -56,6 +56,7 @@ def test_quality_eval_smoke(
     families = {r["family"] for r in doc["rows"]}
     assert {"all", "crop-60", "screenshot", "watermark", "grayscale"} <= families
     assert {"crop-30", "collage", "rotate-15-45-q30", "perspective"} <= families
+    assert "screenshot-desktop" in families
     assert {r["split"] for r in doc["rows"]} == {"dev", "test"}
     assert {r["mode"] for r in doc["rows"]} == {"embedding", "verified"}
     assert "top-1" in capsys.readouterr().out
