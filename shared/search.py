@@ -8,6 +8,8 @@ the query (a screenshot's content, a collage's tiles), each embedded and searche
 pasted photo is a candidate even when the whole query looks like a web page — and geometric
 verification of the top candidates against their stored local features (shared/verification),
 which marks true copies ``verified``, ranks them above look-alikes and gives the matched region.
+A small (weak) proposal only nominates: its candidates are verified against the proposal's
+own keypoints when the whole query matched nothing, and earn a place only by a match.
 """
 
 from __future__ import annotations
