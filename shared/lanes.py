@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -52,7 +53,11 @@ def _pool() -> ThreadPoolExecutor:
     )
 
 
-_GATES: dict[tuple[int, int], asyncio.Semaphore] = {}
+# Per event loop (a semaphore belongs to the loop it was first used on; an in-process test
+# client runs each request on a loop of its own), forgotten with the loop.
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def bulk_gate(at_once: int) -> asyncio.Semaphore:
@@ -60,10 +65,10 @@ def bulk_gate(at_once: int) -> asyncio.Semaphore:
     stored at a time; the rest wait, their bodies unread, while live requests go straight
     through. Eight import clients would otherwise keep eight uploads in the process at once,
     and a live upload or a live index-vector delivery queued behind all of them."""
-    key = (id(asyncio.get_running_loop()), at_once)
-    gate = _GATES.get(key)
+    gates = _GATES.setdefault(asyncio.get_running_loop(), {})
+    gate = gates.get(at_once)
     if gate is None:
-        gate = _GATES[key] = asyncio.Semaphore(max(1, at_once))
+        gate = gates[at_once] = asyncio.Semaphore(max(1, at_once))
     return gate
 
 

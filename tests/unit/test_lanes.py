@@ -41,3 +41,21 @@ def test_bulk_and_backfill_events_run_at_a_lower_os_priority_live_ones_do_not() 
     assert nice == base and not thread.startswith("background")
     # The lowered priority stays on the lane's threads, not on the process.
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+
+
+def test_the_bulk_gate_belongs_to_its_event_loop() -> None:
+    """An in-process client runs each request on a new loop: each gets a gate of its own (a
+    semaphore used on one loop fails on another), and a closed loop's gate is forgotten."""
+    import gc
+
+    async def hold() -> asyncio.Semaphore:
+        gate = lanes.bulk_gate(1)
+        async with gate:
+            assert lanes.bulk_gate(1) is gate  # the same loop: the same gate
+        return gate
+
+    first = asyncio.run(hold())
+    second = asyncio.run(hold())
+    assert first is not second
+    gc.collect()
+    assert len(lanes._GATES) == 0
