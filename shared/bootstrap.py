@@ -149,11 +149,14 @@ class Container(IdentityWiring):
         with self._embedders_lock:
             if key not in self._embedders:
                 from shared.features.embedder import build_embedder
+                from shared.lanes import at_normal_priority
 
                 if spec.arch == "onnx":
                     self.custom_models.ensure_file(spec.name)
 
-                self._embedders[key] = build_embedder(self.settings, spec)
+                # A model's runtime starts threads (ONNX Runtime's worker, the
+                # micro-batcher): at normal priority even when a backfill asks first.
+                self._embedders[key] = at_normal_priority(build_embedder, self.settings, spec)
             return self._embedders[key]
 
     @cached_property

@@ -136,7 +136,10 @@ def decoded_cost(src: Image.Image) -> int:
 
 
 def _shrink(img: Image.Image, at_least: tuple[int, int]) -> Image.Image:
-    factor = min(img.width // max(1, at_least[0]), img.height // max(1, at_least[1]))
+    if at_least[1] == 0:  # (side, 0): the longer side at least ``side``
+        factor = max(img.size) // max(1, at_least[0])
+    else:
+        factor = min(img.width // max(1, at_least[0]), img.height // max(1, at_least[1]))
     if factor < 2:
         return img
     return img.reduce(factor)

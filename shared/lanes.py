@@ -20,6 +20,7 @@ import contextvars
 import functools
 import logging
 import os
+import queue
 import threading
 import weakref
 from collections.abc import Callable
@@ -39,15 +40,72 @@ BACKGROUND_PRIORITIES = frozenset({"bulk", "low"})
 _THREADS = 16  # bounded by the broker's deliveries in flight per replica anyway
 
 
+_lane = threading.local()  # .background: this thread is one of the lane's
+
+
 def _lower_priority() -> None:
+    _lane.background = True
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        tid = threading.get_native_id()
+        # Relative to the process's own nice (an operator may already run it niced).
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE)
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
     except (OSError, AttributeError) as exc:  # not Linux, or refused: same lane, no nice
         log.debug("background lane without a lower priority: %s", exc)
 
 
+def in_lane() -> bool:
+    return bool(getattr(_lane, "background", False))
+
+
+# A thread inherits its creator's nice, and an unprivileged thread cannot lower its nice
+# again: a worker pool, micro-batcher or model runtime first started from a lane thread (a
+# backfill loading a model, say) would serve live work at the lane's priority for good. So
+# threads a lane thread starts are started by a normal-priority spawner thread instead, and
+# work that may start native threads (loading a model) runs there too.
+_spawn_queue: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Event]] = (
+    queue.SimpleQueue()
+)
+_original_start = threading.Thread.start
+
+
+def _spawner() -> None:
+    while True:
+        fn, slot, done = _spawn_queue.get()
+        try:
+            slot.append((True, fn()))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+            slot.append((False, exc))
+        done.set()
+
+
+def at_normal_priority(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, run at the process's normal priority: on the spawner thread when called
+    from a lane thread, else where it is."""
+    if not in_lane():
+        return fn(*args)
+    slot: list[Any] = []
+    done = threading.Event()
+    _spawn_queue.put((functools.partial(fn, *args), slot, done))
+    done.wait()
+    ok, value = slot[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _start(self: threading.Thread) -> None:
+    if in_lane():
+        at_normal_priority(_original_start, self)
+    else:
+        _original_start(self)
+
+
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
+    # Made from a normal thread (the event loop's): the spawner, and the start() hook.
+    _original_start(threading.Thread(target=_spawner, name="lane-spawner", daemon=True))
+    threading.Thread.start = _start  # type: ignore[method-assign]
     return ThreadPoolExecutor(
         _THREADS, thread_name_prefix="background", initializer=_lower_priority
     )

@@ -129,8 +129,9 @@ def proposals(data: bytes, *, max_regions: int = 4) -> list[Proposal]:
 
     A recursive XY-cut along uniform rows and columns (gutters, margins, window chrome) splits
     the query into blocks; the largest that are big enough (MIN_AREA, MIN_SIDE above) yet not
-    the whole of it become JPEG crops to embed and to verify. A few milliseconds; an ordinary
-    photo, with no uniform lines across it, yields none.
+    the whole of it become JPEG crops to embed and to verify: at most ``max_regions`` strong
+    ones and MAX_WEAK weak ones. A few milliseconds; an ordinary photo, with no uniform lines
+    across it, yields none.
     """
     img = open_image(data, draft=(512, 512))
     g = to_grey(img, 512).astype(np.float32)

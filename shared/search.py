@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared import metrics
@@ -26,8 +25,11 @@ from shared.config import Settings
 from shared.db import Database
 from shared.errors import InvalidInput, NotFound
 from shared.features.registry import ModelSpec, spec_for
-from shared.local_features import Region, Verification, extract_query
+from shared.local_features import Verification, extract_query
 from shared.regions import proposals
+from shared.search_types import Answered as Answered
+from shared.search_types import Result as Result
+from shared.search_types import Stages as Stages
 from shared.store import tenants, usage
 from shared.telemetry import span
 from shared.vectors import Hit, VectorIndex
@@ -53,40 +55,6 @@ MAX_VERIFY = 16  # at most this many candidates verified per query (the most sim
 # original, which the whole-image vectors can rank far down): verified too, and kept only
 # when they match.
 REGION_K = 1
-
-
-@dataclass(frozen=True)
-class Result:
-    image_id: uuid.UUID
-    similarity: float
-    filename: str
-    uploaded_at: str
-    thumbnail_url: str
-    verified: bool = False
-    inliers: int = 0
-    region: Region | None = None  # the part of this image that the query shows
-    query_region: Region | None = None  # where this image appears inside the query
-
-
-@dataclass(frozen=True)
-class Answered:
-    """Which space answered a search (every result comes from it) and on what scale."""
-
-    space: str
-    model: str
-    calibrated: bool
-
-
-@dataclass
-class Stages:
-    """Milliseconds spent per stage of search by image (benchmarks and the eval read it)."""
-
-    ms: dict[str, float] = field(default_factory=dict)
-
-    def lap(self, name: str, since: float) -> float:
-        now = time.perf_counter()
-        self.ms[name] = self.ms.get(name, 0.0) + (now - since) * 1000
-        return now
 
 
 class SearchService:
@@ -152,7 +120,7 @@ class SearchService:
         # What the whole query and the strong proposals found, at their best similarity: the
         # ranking of a candidate that no geometry confirms.
         whole: dict[uuid.UUID, Result] = {}
-        nominated: dict[uuid.UUID, set[int]] = {}  # by which proposals (0-based)
+        nominated: list[list[uuid.UUID]] = [[] for _ in proposed]  # per proposal, in order
         for i, qv in enumerate([vector, *regions]):
             near = self._nearest(
                 answered.space, tenant_id, qv, k if i == 0 else PROPOSAL_K, -1.0, spec
@@ -161,7 +129,7 @@ class SearchService:
                 if r.image_id == exclude:
                     continue
                 if i > 0:
-                    nominated.setdefault(r.image_id, set()).add(i - 1)
+                    nominated[i - 1].append(r.image_id)
                 if (i == 0 or proposed[i - 1].strong) and (
                     r.image_id not in whole or r.similarity > whole[r.image_id].similarity
                 ):

@@ -73,24 +73,27 @@ def verify_all(
 def verify_in_proposals(
     checks: dict[uuid.UUID, Verification],
     stored: dict[uuid.UUID, LocalFeatures],
-    nominated: dict[uuid.UUID, set[int]],
+    nominated: Sequence[Sequence[uuid.UUID]],
     proposed: Sequence[Any],
 ) -> dict[uuid.UUID, Verification]:
-    """A candidate that a region proposal nominated and the whole query did not match
-    geometrically is verified against that proposal's own local features, extracted from its
-    crop at the crop's own resolution (a photo that is a small part of a large screenshot has
-    few of the whole query's keypoints); only the proposals that need it are extracted. The
-    better match counts; its place is mapped from the crop to the whole query."""
+    """A candidate that a region proposal nominated (``nominated[i]``: proposal i's, most
+    similar first) and the whole query did not match geometrically is verified against that
+    proposal's own local features, extracted from its crop at the crop's own resolution (a
+    photo that is a small part of a large screenshot has few of the whole query's keypoints);
+    only the proposals that need it are extracted. The better match counts; its place is
+    mapped from the crop to the whole query."""
     if any(v.geometric for v in checks.values()):
         # The whole query matched: its proposals were big enough to match through it (a
         # screenshot's content, a collage's tiles). Skipping them bounds the slow queries.
         return checks
-    pairs = [
-        (image_id, i)
-        for image_id, which in nominated.items()
-        if image_id in stored and not checks.get(image_id, NOT_VERIFIED).geometric
-        for i in sorted(which)
-    ][:MAX_CROP_PAIRS]
+    # Round robin over the proposals, most similar candidates first: every proposal (the
+    # small ones last in the list included) gets its best candidates checked within the cap.
+    pairs: list[tuple[uuid.UUID, int]] = []
+    depth = max((len(ids) for ids in nominated), default=0)
+    for rank in range(depth):
+        for i, ids in enumerate(nominated):
+            if rank < len(ids) and ids[rank] in stored and len(pairs) < MAX_CROP_PAIRS:
+                pairs.append((ids[rank], i))
     if not pairs:
         return checks
     needed = sorted({i for _, i in pairs})
@@ -100,7 +103,8 @@ def verify_in_proposals(
     out = dict(checks)
     for (image_id, i), v in zip(pairs, results, strict=True):
         best = out.get(image_id, NOT_VERIFIED)
-        if v.geometric and v.inliers > best.inliers:
+        # (A non-geometric check may still carry RANSAC inliers: any geometric match beats it.)
+        if v.geometric and (not best.geometric or v.inliers > best.inliers):
             out[image_id] = in_query(v, proposed[i].box)
     return out
 
