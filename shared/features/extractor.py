@@ -147,21 +147,27 @@ class Extractor:
                 # The uint8 pixels cross the bus (a quarter of the float bytes), from pinned
                 # memory, and are normalised on the device.
                 x = x.pin_memory()
-                if self.cuda_graphs:
-                    try:
-                        whole, parts = self._replay(x)
-                    except RuntimeError as exc:  # a driver or build that cannot capture
-                        log.warning("CUDA graphs off, eager inference: %s", exc)
-                        self.cuda_graphs = False
-                        self._graphs.clear()
-                        torch.cuda.synchronize(self.device)
-                        whole, parts = self._compute(x.to(self.device, non_blocking=True))
-                else:
-                    whole, parts = self._compute(x.to(self.device, non_blocking=True))
+                whole, parts = self._on_cuda(x)
             else:
                 whole, parts = self._compute(x)
             out = whole[:n].cpu().numpy().astype(np.float32)
             return out, (parts[:n].cpu().numpy() if regions else None)
+
+    def _on_cuda(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replayed as a CUDA graph up to GRAPH_MAX_BATCH (a large batch amortises its
+        launches anyway, and each bucket's graph keeps its memory), else eager."""
+        if self.cuda_graphs and len(x) <= GRAPH_MAX_BATCH:
+            try:
+                return self._replay(x)
+            except torch.OutOfMemoryError:  # this bucket, now: eager, graphs stay on
+                log.warning("no memory to capture a CUDA graph of %d: eager", len(x))
+                torch.cuda.synchronize(self.device)
+            except RuntimeError as exc:  # a driver or build that cannot capture
+                log.warning("CUDA graphs off, eager inference: %s", exc)
+                self.cuda_graphs = False
+                self._graphs.clear()
+                torch.cuda.synchronize(self.device)
+        return self._compute(x.to(self.device, non_blocking=True))
 
     def _compute(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, H, W, 3) uint8 on the device → vectors (N, dim), region vectors (N, R, dim).
@@ -193,13 +199,18 @@ class Extractor:
                     self._compute(static_in)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: another thread's CUDA work (a second model) during the capture
+            # is not an error of this capture.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 outputs = self._compute(static_in)
             entry = self._graphs[len(x)] = (graph, static_in, outputs)
         graph, static_in, outputs = entry
         static_in.copy_(x, non_blocking=True)
         graph.replay()
         return outputs
+
+
+GRAPH_MAX_BATCH = 64  # CUDA graphs for batches up to this bucket (the micro-batcher's)
 
 
 def cuda_bucket(n: int) -> int:
