@@ -134,9 +134,7 @@ class SearchService:
                     r.image_id not in whole or r.similarity > whole[r.image_id].similarity
                 ):
                     whole[r.image_id] = r
-                if r.image_id != exclude and (
-                    r.image_id not in found or r.similarity > found[r.image_id].similarity
-                ):
+                if r.image_id not in found or r.similarity > found[r.image_id].similarity:
                     found[r.image_id] = r
         # Bound the verification work per query (collages, large limits): the most similar
         # candidates are verified; the others stay in the answer, ranked unverified.
@@ -176,7 +174,6 @@ class SearchService:
             if sim < threshold:
                 continue
             ok = v is not None and v.verified
-            geo = v is not None and v.geometric
             out.append(
                 (
                     Result(
@@ -187,8 +184,8 @@ class SearchService:
                         thumbnail_url=r.thumbnail_url,
                         verified=ok,
                         inliers=v.inliers if v is not None else 0,
-                        region=v.region if geo and v is not None else None,
-                        query_region=v.query_region if geo and v is not None else None,
+                        region=v.region if geometric and v is not None else None,
+                        query_region=v.query_region if geometric and v is not None else None,
                     ),
                     r.similarity,
                 )
