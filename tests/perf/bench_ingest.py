@@ -39,6 +39,51 @@ from tests.e2e.conftest import signup, start_platform
 from tests.perf._common import add_admin_url, percentile, photo_jpegs, report
 
 
+def process_cpu(root_pid: int) -> dict[str, float]:
+    """CPU seconds so far of each process of the platform under ``root_pid`` (named by its
+    DEEPLENS_PROCESS; the supervisor as itself), of every PostgreSQL process on the machine
+    together, and of this benchmark process (the ingest client). Linux /proc; {} elsewhere."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    procs: dict[int, tuple[int, str, float]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        procs[int(d.name)] = (int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / tick)
+    out: dict[str, float] = {}
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _, _) in procs.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    for pid in tree:
+        if pid not in procs:
+            continue
+        name = "supervisor" if pid == root_pid else procs[pid][1]
+        try:
+            if b"shared.local.ingress" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                name = "ingress"
+            for var in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                if var.startswith(b"DEEPLENS_PROCESS="):
+                    name = var.split(b"=", 1)[1].decode()
+        except OSError:
+            pass
+        out[name] = out.get(name, 0.0) + procs[pid][2]
+    out["postgres (all)"] = sum(c for _, comm, c in procs.values() if comm.startswith("postgres"))
+    me = procs.get(os.getpid())
+    out["ingest client (this process)"] = me[2] if me else 0.0
+    return out
+
+
 def probe(
     http: Any, headers: dict[str, str], blob: bytes, out: list[float], timeout: float = 120
 ) -> None:
@@ -115,9 +160,16 @@ def run(
         ingesting.set()
         prober = threading.Thread(target=probes, daemon=True)
         prober.start()
+        cpu_before = process_cpu(plat.proc.pid)
         t0 = time.perf_counter()
         assert cmd_ingest(args) == 0
         sustained = images / (time.perf_counter() - t0)
+        cpu_after = process_cpu(plat.proc.pid)
+        # CPU per photo by process: where an ingest's time goes (the probes are in it too).
+        cpu_ms = {
+            name: round(1000 * (cpu_after[name] - cpu_before.get(name, 0.0)) / images, 1)
+            for name in sorted(cpu_after, key=lambda n: cpu_before.get(n, 0.0) - cpu_after[n])
+        }
         ingesting.clear()
         prober.join()
         latencies: list[float] = []
@@ -160,6 +212,7 @@ def run(
         singles=singles,
         concurrency=concurrency,
         ingest_priority=ingest_priority,
+        cpu_ms_per_image_by_process=cpu_ms,
         image_size="1280x800 JPEG q90",
         env=extra_env,
         platform="deeplens up: ingress + one process per function group (shared/local)",
