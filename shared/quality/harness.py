@@ -50,6 +50,8 @@ class Platform:
                 "DEEPLENS_BCRYPT_ROUNDS": "4",
                 "DEEPLENS_BROKER_AUTOSTART": "0",
                 "DEEPLENS_SIGNUPS_PER_ADDRESS_PER_HOUR": "100000",
+                # The model and search switches, from the environment: A/B runs of the eval.
+                **{k: v for k, v in os.environ.items() if k.startswith("DEEPLENS_FEATURES__")},
             }
         )
         self.client = TestClient(self.fn.handle, raise_server_exceptions=False)
