@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.envmap import PLATFORM_VARIABLES, nested_from_env, user_cache
+
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", "minioadmin", "password"}
 # Markers the repository's templates use (infra/knative/secrets.example.yaml, config.yaml).
 TEMPLATE_MARKERS = ("CHANGE-ME", "REPLACE-WITH")
@@ -83,6 +85,9 @@ class FeatureSettings(BaseModel):
     model: str = "efficientnet-lite0"
     device: str = "auto"  # auto | cpu | cuda
     weights_dir: Path | None = None  # where resnet50/efficientnet-b0 weight files are looked up
+    # The machine-wide copy of model exports, shared by every data directory (the user's
+    # cache: $XDG_CACHE_HOME or ~/.cache, + deeplens/models; "" turns it off); onnx_backend.py
+    model_cache: Path | None = None
     extract_url: str | None = None  # call a remote extract function instead of in-process torch
     # Override the model's registered pooling / input size (part of the vectors' identity).
     pooling: Literal["avg", "gem"] | None = None
@@ -240,30 +245,13 @@ class Settings(BaseSettings):
         """Build settings from a mapping of environment variables (func passes ``start(cfg)``)."""
         if env is None:
             return cls()
-        values = _nested_from_env(env)
+        values = nested_from_env(env)
         values.update({k: env[k] for k in PLATFORM_VARIABLES if k in env})
+        features = values.setdefault("features", {})
+        if isinstance(features, dict):
+            cache = features.get("model_cache", user_cache(env))
+            features["model_cache"] = cache or None
         return cls.model_validate(values)
-
-
-# Variables without the DEEPLENS_ prefix that Settings reads (set by Knative / func-python).
-PLATFORM_VARIABLES = ("FUNCTION_TARGET", "K_SINK")
-
-
-def _nested_from_env(env: Mapping[str, str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in env.items():
-        if not key.startswith("DEEPLENS_"):
-            continue
-        parts = key[len("DEEPLENS_") :].lower().split("__")
-        node: dict[str, object] = out
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                break
-            node = child
-        else:
-            node[parts[-1]] = value
-    return out
 
 
 class ClientSettings(BaseSettings):

@@ -49,13 +49,7 @@ class LocalEmbedder:
     ):
         f = settings.features
         self.spec = spec or spec_for(f)
-        backend = f.backend
-        if self.spec.arch == "onnx":
-            backend = "onnx"  # an operator's own encoder is an ONNX file
-        elif backend == "auto":
-            cpu = f.device == "cpu" or (f.device == "auto" and _no_gpu_device())
-            backend = "onnx" if cpu and _has_onnxruntime() else "torch"
-        self.backend = backend
+        self.backend = backend = backend_for(settings, self.spec)
         self.batcher = None
         if backend == "onnx":
             from shared.features.onnx_backend import OnnxExtractor
@@ -63,6 +57,7 @@ class LocalEmbedder:
             self.onnx = OnnxExtractor(
                 self.spec,
                 cache_dir=settings.data_dir / "models",
+                shared_dir=f.model_cache,
                 weights_dir=f.weights_dir,
                 workers=f.threads,
                 random_weights=random_weights,
@@ -119,6 +114,17 @@ class LocalEmbedder:
             self.batcher.close()
         else:
             self.onnx.close()
+
+
+def backend_for(settings: Settings, spec: ModelSpec) -> str:
+    """onnx or torch: what ``LocalEmbedder`` runs ``spec`` on with these settings."""
+    f = settings.features
+    if spec.arch == "onnx":
+        return "onnx"  # an operator's own encoder is an ONNX file
+    if f.backend == "auto":
+        cpu = f.device == "cpu" or (f.device == "auto" and _no_gpu_device())
+        return "onnx" if cpu and _has_onnxruntime() else "torch"
+    return f.backend
 
 
 def _has_onnxruntime() -> bool:

@@ -12,8 +12,10 @@ extract function starts in well under a second.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,9 @@ from shared.features.registry import ModelSpec
 from shared.imaging import decode_for_model
 
 log = logging.getLogger(__name__)
+# Bumped when export_onnx changes what it writes: machine-wide copies of older exports are
+# then not reused (shared_export).
+EXPORT_FORMAT = 1
 
 
 def export_onnx(
@@ -76,12 +81,79 @@ def export_onnx(
     log.info("exported %s to %s", spec.name, path)
 
 
+def shared_export(
+    spec: ModelSpec, shared_dir: Path | None, weights_dir: Path | None, random_weights: bool
+) -> Path | None:
+    """Where this machine keeps the export for every data directory (``shared_dir``, the
+    user's cache), or None when it cannot be shared: an export depends only on the network,
+    its weights and the exporter, so a new data directory (a second ``deeplens up``, every
+    test's) copies it instead of importing torch and tracing again (~5-10 s of CPU). Only
+    exports whose weights are pinned by name and version qualify: the package-shipped ones
+    and the seeded random ones, never an operator's weights directory."""
+    if shared_dir is None:
+        return None
+    if weights_dir is not None and spec.weights_file and (weights_dir / spec.weights_file).exists():
+        return None
+    if not (random_weights or spec.weights_package):
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        parts = [spec.space_suffix, f"random={random_weights}", "torch=" + version("torch")]
+        if spec.weights_package and not random_weights:
+            package = spec.weights_package
+            parts.append(package + "=" + version(package.replace("_", "-")))
+    except PackageNotFoundError:
+        return None
+    key = hashlib.sha256(f"{EXPORT_FORMAT}|{'|'.join(parts)}".encode()).hexdigest()[:16]
+    return shared_dir / f"{spec.space_suffix}-regions-{key}.onnx"
+
+
+def prepared(
+    spec: ModelSpec,
+    cache_dir: Path,
+    shared_dir: Path | None = None,
+    weights_dir: Path | None = None,
+    random_weights: bool = False,
+) -> Path:
+    """The ONNX file to load: an operator's own encoder, or the export under the data dir —
+    copied from the machine-wide one, or exported now (and then shared)."""
+    if spec.onnx_path:  # an operator's own encoder, validated at registration
+        return Path(spec.onnx_path)
+    # "-regions": the export with the region vectors' second output (an older cached file
+    # without it is left alone, not loaded).
+    suffix = "-random" if random_weights else ""
+    path = cache_dir / f"{spec.space_suffix}{suffix}-regions.onnx"
+    if not path.exists():
+        shared = shared_export(spec, shared_dir, weights_dir, random_weights)
+        if shared is None or not _copy(shared, path):
+            export_onnx(spec, path, weights_dir=weights_dir, random_weights=random_weights)
+            if shared is not None:
+                _copy(path, shared)
+    return path
+
+
+def _copy(src: Path, dst: Path) -> bool:
+    """Copy atomically (a concurrent starter never reads a half-written file); False when the
+    source is missing or the destination cannot be written (a read-only cache: export then)."""
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        return False
+    log.info("model export copied from %s", src)
+    return True
+
+
 class OnnxExtractor:
     def __init__(
         self,
         spec: ModelSpec,
         *,
         cache_dir: Path,
+        shared_dir: Path | None = None,
         weights_dir: Path | None = None,
         workers: int = 0,
         random_weights: bool = False,
@@ -89,15 +161,7 @@ class OnnxExtractor:
         import onnxruntime as ort
 
         self.spec = spec
-        if spec.onnx_path:  # an operator's own encoder, validated at registration
-            path = Path(spec.onnx_path)
-        else:
-            # "-regions": the export with the region vectors' second output (an older cached
-            # file without it is left alone, not loaded).
-            suffix = "-random" if random_weights else ""
-            path = cache_dir / f"{spec.space_suffix}{suffix}-regions.onnx"
-            if not path.exists():
-                export_onnx(spec, path, weights_dir=weights_dir, random_weights=random_weights)
+        path = prepared(spec, cache_dir, shared_dir, weights_dir, random_weights)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1

@@ -63,6 +63,11 @@ def main() -> None:
     import hypercorn.config
 
     hypercorn.config.Config.errorlog = logging.getLogger("hypercorn.error")
+    # Imported while the supervisor starts the database; served once it is up (gate.py).
+    from shared.local.gate import preload, wait_at_gate
+
+    preload(settings.function_target)
+    wait_at_gate(os.environ)
     serve(new)
 
 

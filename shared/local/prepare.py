@@ -35,12 +35,21 @@ def spawn(env: Mapping[str, str]) -> subprocess.Popen[bytes]:
 
 def main() -> None:
     from shared.config import Settings
-    from shared.features.embedder import build_embedder
+    from shared.features.embedder import backend_for, build_embedder
+    from shared.features.registry import spec_for
     from shared.logs import setup_logging
 
     settings = Settings.from_env(os.environ)
     setup_logging("prepare", settings.log_format, level=logging.INFO)
     if settings.features.extract_url:
+        return
+    f = settings.features
+    spec = spec_for(f)
+    if backend_for(settings, spec) == "onnx":
+        # The file is all the replicas need from here: no session to build and throw away.
+        from shared.features.onnx_backend import prepared
+
+        prepared(spec, settings.data_dir / "models", f.model_cache, f.weights_dir)
         return
     build_embedder(settings).close()
 

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,43 @@ def child_env(
         # Query-by-image outside extract asks the extract process (no torch elsewhere).
         env.setdefault("DEEPLENS_FEATURES__EXTRACT_URL", extract0)
     return env
+
+
+def function_procs(
+    env: dict[str, str], groups: list[Group], gate: Path
+) -> tuple[list[Proc], dict[str, list[Replica]], dict[str, list[int]]]:
+    """A :class:`Proc` per replica of every group, each on a port of its own and waiting at
+    ``gate`` once imported; the replicas by function (the broker's targets); the ports by
+    group. One replica of every group starts at once (the platform is ready when each
+    function has one); further replicas follow their group's first, which has by then
+    exported the ONNX model once for all of them."""
+    from shared.local.gate import GATE_VARIABLE
+
+    procs: list[Proc] = []
+    targets: dict[str, list[Replica]] = {}
+    ports = {g.name: [free_port() for _ in range(g.replicas)] for g in groups}
+    extract0 = f"http://127.0.0.1:{ports['extract'][0]}"
+    for g in groups:
+        replicas = []
+        for i, p in enumerate(ports[g.name]):
+            replica = Replica(f"http://127.0.0.1:{p}", g.concurrency)
+            replicas.append(replica)
+            name = g.name if g.replicas == 1 else f"{g.name}-{i + 1}"
+            proc = Proc(
+                name,
+                [sys.executable, "-m", "shared.local.funcserve"],
+                {**child_env(env, g, name, p, extract0), GATE_VARIABLE: str(gate)},
+                replica=replica,
+                port=p,
+                ready_url=f"http://127.0.0.1:{p}/health/readiness",
+                functions=g.functions,
+            )
+            if i > 0:
+                proc.after = [procs[-i]]
+            procs.append(proc)
+        for fn in g.functions:
+            targets[fn] = replicas
+    return procs, targets, ports
 
 
 def print_layout(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import httpx
 
-from events.broker import HttpBroker, Replica
+from events.broker import HttpBroker
+from shared.local.gate import open_gate
 from shared.local.layout import layout
 from shared.local.prepare import spawn
 from shared.local.procs import (
@@ -40,8 +42,7 @@ from shared.local.procs import (
     START_WAIT,
     STOP_GRACE,
     Proc,
-    child_env,
-    free_port,
+    function_procs,
     metrics_process_dead,
     print_layout,
     write_state,
@@ -91,9 +92,26 @@ class Supervisor:
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         env["DEEPLENS_DATA_DIR"] = str(data_dir)
-        # The model export of a first start overlaps the database's start and migrations.
+        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(1024)
+        listener.set_inheritable(True)
+        self.listener = listener
+
+        # The model export of a first start overlaps the database's start and migrations,
+        # and so do the function processes' imports: they wait at the start gate (gate.py).
         if self.prepare is None:
             self.prepare = spawn(env)
+        self.gate = data_dir / "run" / f"start-{os.getpid()}.json"
+        self.gate.unlink(missing_ok=True)
+        groups = layout(env)
+        fn_procs, targets, ports = function_procs(env, groups, self.gate)
+        self.procs += fn_procs
+        self.t_start = time.monotonic()
+        for proc in fn_procs:
+            if not proc.after and "extract" not in proc.functions:
+                proc.start()  # extract starts from _watch once the model is prepared
         if not settings.database_url:
             env["DEEPLENS_DATABASE_URL"] = embedded_database_url(settings.data_dir)
             self.embedded = True
@@ -104,38 +122,7 @@ class Supervisor:
         if settings.env != "production":  # made once here, so no two processes race
             generate_dev_key(data_dir)
             dev_token(data_dir)
-        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
-        listener.listen(1024)
-        listener.set_inheritable(True)
-        self.listener = listener
-
-        groups = layout(env)
-        targets: dict[str, list[Replica]] = {}
-        ports: dict[str, list[int]] = {}
-        for g in groups:
-            ports[g.name] = [free_port() for _ in range(g.replicas)]
-        extract0 = f"http://127.0.0.1:{ports['extract'][0]}"
-        for g in groups:
-            replicas = []
-            for i, p in enumerate(ports[g.name]):
-                replica = Replica(f"http://127.0.0.1:{p}", g.concurrency)
-                replicas.append(replica)
-                name = g.name if g.replicas == 1 else f"{g.name}-{i + 1}"
-                self.procs.append(
-                    Proc(
-                        name,
-                        [sys.executable, "-m", "shared.local.funcserve"],
-                        child_env(self.env, g, name, p, extract0),
-                        replica=replica,
-                        port=p,
-                        ready_url=f"http://127.0.0.1:{p}/health/readiness",
-                        functions=g.functions,
-                    )
-                )
-            for fn in g.functions:
-                targets[fn] = replicas
+        open_gate(self.gate, {"DEEPLENS_DATABASE_URL": url})
         backends = {
             fn: [f"127.0.0.1:{p}" for p in ports[g.name]] for g in groups for fn in g.functions
         }
@@ -157,21 +144,9 @@ class Supervisor:
                     ready_url=f"http://{self._connect_host()}:{self.port}/health/readiness",
                 )
             )
-        # One replica of every group starts at once (the platform is ready when each function
-        # has one); further replicas follow their group's first, which has by then exported
-        # the ONNX model once for all of them.
-        first: dict[tuple[str, ...], Proc] = {}
         for proc in self.procs:
             if proc.replica is None:
-                continue
-            if proc.functions in first:
-                proc.after = [first[proc.functions]]
-            else:
-                first[proc.functions] = proc
-        self.t_start = time.monotonic()
-        for proc in self.procs:
-            if not proc.after and "extract" not in proc.functions:
-                proc.start()  # extract starts from _watch once the model is prepared
+                proc.start()
         db = Database(url, min_size=1, max_size=3)
         db.open()
         self.db = db
@@ -280,6 +255,8 @@ class Supervisor:
             self.db.close()
         if hasattr(self, "listener"):
             self.listener.close()
+        if hasattr(self, "gate"):
+            self.gate.unlink(missing_ok=True)
         self.http.close()
         if self.embedded:
             from shared.embedded import stop_embedded

@@ -180,3 +180,48 @@ def test_cuda_batches_run_at_few_shapes() -> None:
         1536,
     ]
     assert len({cuda_bucket(n) for n in range(1, 65)}) == 7
+
+
+def test_a_new_data_directory_copies_the_machine_wide_export(tmp_path: Path) -> None:
+    """The export is made once per machine: a second data directory (another ``deeplens up``,
+    every test's) copies it from the user's cache, in a process that never imports torch;
+    an operator's own weights directory is never shared; a cache that cannot be written
+    leaves the export where it was made."""
+    import subprocess
+    import sys
+
+    from shared.config import Settings
+    from shared.features.onnx_backend import OnnxExtractor, shared_export
+
+    spec = model_spec("efficientnet-lite0")
+    cache = tmp_path / "cache"
+    first = OnnxExtractor(spec, cache_dir=tmp_path / "a" / "models", shared_dir=cache, workers=1)
+    first.close()
+    [shared] = list(cache.glob("*.onnx"))
+    assert shared == shared_export(spec, cache, None, False)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from shared.features.onnx_backend import OnnxExtractor\n"
+        "from shared.features.registry import model_spec\n"
+        "e = OnnxExtractor(model_spec('efficientnet-lite0'), cache_dir=Path(sys.argv[1]),"
+        " shared_dir=Path(sys.argv[2]), workers=1)\n"
+        "e.close()\n"
+        "assert 'torch' not in sys.modules, 'exported again'\n"
+    )
+    second = tmp_path / "b" / "models"
+    subprocess.run([sys.executable, "-c", script, str(second), str(cache)], check=True)
+    [copied] = list(second.glob("*.onnx"))
+    assert copied.read_bytes() == shared.read_bytes()
+    # Weights the operator supplies are theirs: never shared between data directories.
+    own = tmp_path / "weights"
+    own.mkdir()
+    (own / str(spec.weights_file)).write_bytes(b"x")
+    assert shared_export(spec, cache, own, False) is None
+    # The cache's place: the user's, from the environment given; "" turns it off.
+    s = Settings.from_env({"HOME": "/home/u"})
+    assert s.features.model_cache == Path("/home/u/.cache/deeplens/models")
+    s = Settings.from_env({"HOME": "/home/u", "XDG_CACHE_HOME": "/c"})
+    assert s.features.model_cache == Path("/c/deeplens/models")
+    s = Settings.from_env({"HOME": "/home/u", "DEEPLENS_FEATURES__MODEL_CACHE": ""})
+    assert s.features.model_cache is None
