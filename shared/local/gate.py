@@ -32,14 +32,13 @@ def open_gate(path: Path, env: Mapping[str, str]) -> None:
 
 
 def preload(target: str | None) -> None:
-    """Import what ``function.new().start`` will: the entry package and the target's modules."""
-    import function  # noqa: F401 - the import is the point
+    """Import what ``function.new().start`` will: the entry package and the target's modules
+    (the target read as ``new()`` reads it; an unknown name fails there, with its message)."""
+    import function
     from functions import FUNCTIONS
 
-    names = [n.strip() for n in target.split(",")] if target else list(FUNCTIONS)
-    for name in names:
-        if name in FUNCTIONS:  # an unknown name fails in new(), with its own message
-            importlib.import_module(FUNCTIONS[name])
+    for name in function.new(target).names:
+        importlib.import_module(FUNCTIONS[name])
 
 
 def wait_at_gate(environ: MutableMapping[str, str], *, timeout: float = WAIT_SECONDS) -> None:
