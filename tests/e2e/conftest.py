@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,14 @@ def signup(http: httpx.Client, name: str) -> dict[str, Any]:
 
 
 def wait_all(
-    http: httpx.Client, headers: dict[str, str], ids: set[str], timeout: float = 180
+    http: httpx.Client,
+    headers: dict[str, str],
+    ids: set[str],
+    timeout: float = 180,
+    log: Path | None = None,
 ) -> dict[str, str]:
+    """Wait until every image in ``ids`` is indexed or failed; on a timeout fail with the
+    count per status and (given the platform's ``log``) its last warnings and errors."""
     deadline = time.monotonic() + timeout
     status: dict[str, str] = {}
     while time.monotonic() < deadline:
@@ -152,4 +159,10 @@ def wait_all(
         if len(status) == len(ids) and all(s in ("indexed", "failed") for s in status.values()):
             return status
         time.sleep(0.2)
-    raise AssertionError(f"not all indexed in {timeout}s: {status}")
+    counts = Counter(status.values())
+    problems = ""
+    if log is not None and log.exists():
+        lines = log.read_text(errors="replace").splitlines()
+        bad = [ln for ln in lines if any(w in ln for w in ("WARNING", "ERROR", "Traceback"))]
+        problems = "\n" + "\n".join(ln[:400] for ln in bad[-40:])
+    raise AssertionError(f"not all indexed in {timeout}s: {dict(counts)} of {len(ids)}{problems}")

@@ -63,7 +63,7 @@ def test_sigkill_mid_pipeline_then_restart(database_url: str, tmp_path: Path) ->
     run = start_platform(data_dir, database_url=database_url, extra_env=FAST)
     try:
         t0 = time.monotonic()
-        status = wait_all(run.http, t["key_headers"], set(ids), timeout=240)
+        status = wait_all(run.http, t["key_headers"], set(ids), timeout=240, log=run.log)
         print(f"recovered in {time.monotonic() - t0:.1f}s")
         assert set(status.values()) == {"indexed"}, status
         space = t["tenant"]["qdrantCollectionName"]

@@ -109,7 +109,7 @@ def test_sigkill_platform_and_postgres_at_random_moments(tmp_path: Path) -> None
                 )
                 assert res.status_code in (200, 202), res.text
                 acked[i] = res.json()["imageId"]
-        status = wait_all(run.http, headers, set(acked.values()), timeout=240)
+        status = wait_all(run.http, headers, set(acked.values()), timeout=240, log=run.log)
         assert set(status.values()) == {"indexed"}, status
         listed = run.http.get("/api/images", params={"pageSize": 200}, headers=headers).json()
     finally:

@@ -155,7 +155,7 @@ def test_sigkill_extract_mid_ingest_every_image_indexed_once(
                         killed[p["name"]] = p["pid"]
         assert killed
         wait_ready_again(data_dir, list(killed), killed, timeout=120)
-        status = wait_all(run.http, t["key_headers"], set(ids), timeout=300)
+        status = wait_all(run.http, t["key_headers"], set(ids), timeout=300, log=run.log)
         assert set(status.values()) == {"indexed"}, status
         space = t["tenant"]["qdrantCollectionName"]
         with psycopg.connect(database_url) as conn:
