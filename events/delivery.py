@@ -99,6 +99,15 @@ class LocalBroker:
         def finished(task: asyncio.Task[None]) -> None:
             inflight.discard(task)
             self.wakeup.set()
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:
+                # Its outcome could not be recorded (the database is away): the delivery
+                # stays pending and its lease redelivers it.
+                log.warning(
+                    "delivery not recorded (%s: %s); redelivered after its lease",
+                    type(exc).__name__,
+                    str(exc)[:200],
+                )
 
         async with self._client() as client:
             next_sweep = time.monotonic() + 2.0

@@ -7,6 +7,7 @@ it to ``core``); building the adapter touches nothing, the first call opens it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import uuid
@@ -102,8 +103,11 @@ class EdgeIndex(regions.RegionMethods):
                 )
             )
             shard.flush()
-            # Written last: a space without this file is an interrupted creation and is redone.
-            (path / "dim").write_text(str(dim))
+            # Written last, atomically: a space without this file is an interrupted creation
+            # and is redone; a process killed mid-write never leaves an empty one behind.
+            tmp = path / "dim.tmp"
+            tmp.write_text(str(dim))
+            os.replace(tmp, path / "dim")
             self._shards[name], self._dims[name] = shard, dim
 
     def upsert(

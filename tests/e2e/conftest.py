@@ -163,6 +163,6 @@ def wait_all(
     problems = ""
     if log is not None and log.exists():
         lines = log.read_text(errors="replace").splitlines()
-        bad = [ln for ln in lines if any(w in ln for w in ("WARNING", "ERROR", "Traceback"))]
+        bad = [ln for ln in lines if any(w in ln.lower() for w in ("warning", "error"))]
         problems = "\n" + "\n".join(ln[:400] for ln in bad[-40:])
     raise AssertionError(f"not all indexed in {timeout}s: {dict(counts)} of {len(ids)}{problems}")
