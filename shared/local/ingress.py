@@ -60,6 +60,7 @@ class Ingress(SelfAnswers):
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stopping = False
         try:
             while True:
                 try:
@@ -84,11 +85,17 @@ class Ingress(SelfAnswers):
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
+        except asyncio.CancelledError:
+            # The ingress is stopping with this client's request in flight: close quietly
+            # (Python 3.11's stream callback logs a cancelled client task as an error).
+            stopping = True
+            return
         finally:
-            try:
-                await writer.drain()
-            except ConnectionError:
-                pass
+            if not stopping:
+                try:
+                    await writer.drain()
+                except ConnectionError:
+                    pass
             writer.close()
 
     async def one_request(
