@@ -146,6 +146,11 @@ def proposals(data: bytes, *, max_regions: int = 4) -> list[Proposal]:
         if STRONG_AREA <= frac <= 0.85 and min(x1 - x0, y1 - y0) >= MIN_SIDE:
             boxes.append((frac, x0, y0, x1, y1))
     boxes.sort(reverse=True)
+    if leaves != [(0, 0, w, h)]:  # a page (chrome, margins, gutters): pictures on it too
+        for x0, y0, x1, y1 in _blobs(g):
+            frac = (x1 - x0) * (y1 - y0) / (w * h)
+            if all(_iou((x0, y0, x1, y1), b[1:]) < 0.8 for b in boxes):
+                boxes.append((frac, x0, y0, x1, y1))
     for x0, y0, x1, y1 in loose:  # after the leaves, when there is room
         frac = (x1 - x0) * (y1 - y0) / (w * h)
         if STRONG_AREA <= frac <= 0.85 and (frac, x0, y0, x1, y1) not in boxes:
@@ -174,6 +179,51 @@ def proposals(data: bytes, *, max_regions: int = 4) -> list[Proposal]:
                 small.append((frac, x0, y0, x1, y1))
     small.sort(reverse=True)
     out += [crop(x0, y0, x1, y1, False) for _f, x0, y0, x1, y1 in small[:MAX_WEAK]]
+    return out
+
+
+# A picture on a page: a solid block off the page's background tone. Text is strokes a few
+# pixels wide, which an opening of OPEN_PX removes; window chrome spans the page's width.
+PAGE_SHARE = 0.2  # the background tone covers at least this share of the page
+PAGE_TOLERANCE = 12  # grey levels from the background that still count as background
+OPEN_PX = 5
+MIN_SOLID = 0.6  # of its bounding box that a picture's block fills
+MIN_MARKS = 12  # small marks (glyphs) that make an image a page
+MIN_DETAIL = 16.0  # grey-level deviation inside a picture's block (a panel is flat)
+
+
+def _blobs(g: np.ndarray) -> list[Box]:
+    """Pictures on a page that no uniform line separates from its text (text that runs up
+    to or over a picture on a small page): solid blocks off the background, text opened away.
+    Only blocks of at least STRONG_AREA that are not the whole page or a bar across it."""
+    h, w = g.shape
+    grey = np.clip(g, 0, 255).astype(np.uint8)
+    hist = np.bincount(grey.ravel(), minlength=256)
+    bg = int(hist.argmax())
+    if hist[max(0, bg - 2) : bg + 3].sum() < PAGE_SHARE * h * w:
+        return []  # no page background: a photo, not a page
+    cv2 = cv_module()
+    mask = (np.abs(grey.astype(np.int16) - bg) > PAGE_TOLERANCE).astype(np.uint8)
+    # A page has text: many small marks (glyphs, words) on its background. A scan's flat
+    # surround or a photo's sky has none, and its blocks are left to the cut.
+    _n, _l, raw, _c = cv2.connectedComponentsWithStats(mask)
+    tall = max(12, h // 15)
+    marks = int(((raw[1:, 3] >= 2) & (raw[1:, 3] <= tall) & (raw[1:, 4] >= 3)).sum())
+    if marks < MIN_MARKS:
+        return []
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((OPEN_PX, OPEN_PX), np.uint8))
+    n, _labels, stats, _centroids = cv2.connectedComponentsWithStats(mask)
+    out = []
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        frac = bw * bh / (w * h)
+        if not STRONG_AREA <= frac <= 0.85 or min(bw, bh) < MIN_SIDE:
+            continue
+        if area < MIN_SOLID * bw * bh or (bw >= 0.95 * w and bh < 0.3 * h):
+            continue
+        if float(grey[y : y + bh, x : x + bw].std()) < MIN_DETAIL:
+            continue  # a panel (a sidebar, a toolbar), not a picture
+        out.append((x, y, x + bw, y + bh))
     return out
 
 

@@ -98,3 +98,52 @@ def test_a_small_photo_in_a_desktop_screenshot_is_proposed() -> None:
     assert abs(best.x - bx) < 0.02 and abs(best.y - by) < 0.02
     assert abs(best.width - bw) < 0.03 and abs(best.height - bh) < 0.03
     assert proposals(encode(photo("astronaut.png"))) == []
+
+
+def test_a_small_picture_with_text_running_over_it_is_proposed_tightly() -> None:
+    """A small page (a 90x80 picture on a 150x140 page) whose lines of text run up to and over
+    the picture: no uniform line separates the two, so the cut proposes the text and the
+    picture together; the picture's own solid block is proposed too, strong, and tight."""
+    from PIL import ImageDraw
+
+    from shared.regions import proposals
+
+    page = Image.new("RGB", (150, 140), (246, 247, 249))
+    d = ImageDraw.Draw(page)
+    d.rectangle((0, 0, 150, 12), fill=(52, 58, 64))
+    d.rectangle((0, 12, 150, 24), fill=(225, 228, 232))
+    pic = photo("coffee.png").resize((90, 80))
+    page.paste(pic, (45, 40))
+    for i in range(5):
+        d.text((8, 34 + i * 20), "Lorem ipsum dolor sit", fill=(60, 60, 60), font_size=10)
+    found = proposals(encode(page))
+    tight = [
+        p
+        for p in found
+        if p.box is not None
+        and p.strong
+        and abs(p.box.x * 150 - 45) <= 3
+        and abs(p.box.y * 140 - 40) <= 3
+        and abs(p.box.width * 150 - 90) <= 4
+        and abs(p.box.height * 140 - 80) <= 4
+    ]
+    assert tight, [p.box for p in found]
+
+
+def test_a_picture_on_a_flat_surround_without_text_is_no_page() -> None:
+    """A scan's flat surround (no text on it) is no page: its picture is left to the cut, so a
+    blurred scan never gets a block of its own whose look-alikes would rank."""
+    from shared.regions import _blobs
+
+    scan = Image.new("L", (200, 200), 0)
+    scan.paste(photo("coffee.png").convert("L").resize((120, 100)), (40, 50))
+    assert _blobs(np.asarray(scan, dtype=np.float32)) == []
+    # The same picture with lines of text beside it is a page, and the picture is found.
+    from PIL import ImageDraw
+
+    page = scan.convert("RGB")
+    d = ImageDraw.Draw(page)
+    for i in range(8):
+        d.text((4, 4 + i * 24), "Lorem ipsum dolor", fill=(220, 220, 220), font_size=10)
+    grey = np.asarray(page.convert("L"), dtype=np.float32)
+    assert any(abs(x0 - 40) <= 3 and abs(y0 - 50) <= 3 for x0, y0, _x1, _y1 in _blobs(grey))
