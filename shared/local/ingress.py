@@ -201,6 +201,9 @@ class Ingress(SelfAnswers):
                 status = int(status_line.split(b" ", 2)[1])
                 if status >= 200:
                     break
+        except asyncio.CancelledError:
+            b_writer.close()  # stopping: the function's connection is not left to the GC
+            raise
         except (ConnectionError, asyncio.IncompleteReadError, BadRequest, ValueError):
             b_writer.close()
             writer.write(

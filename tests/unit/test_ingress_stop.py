@@ -14,13 +14,13 @@ def test_stopping_with_a_request_in_flight_logs_no_error() -> None:
     errors: list[dict[str, Any]] = []
     reached = asyncio.Event()
 
-    async def silent_function(reader: asyncio.StreamReader, _w: asyncio.StreamWriter) -> None:
+    async def silent_function(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         reached.set()
         try:
             await asyncio.sleep(3600)  # never answers
         except asyncio.CancelledError:
-            return  # (this stand-in function closes quietly; the ingress is under test)
+            w.close()  # (this stand-in function closes quietly; the ingress is under test)
 
     async def main() -> socket.socket:
         asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
@@ -31,6 +31,8 @@ def test_stopping_with_a_request_in_flight_logs_no_error() -> None:
         client = socket.create_connection(front.sockets[0].getsockname()[:2])
         client.sendall(b"GET /api/images/abc HTTP/1.1\r\nhost: x\r\n\r\n")
         await asyncio.wait_for(reached.wait(), 5)
+        fn.close()  # the listeners; the connections stay open until the loop stops
+        front.close()
         return client  # asyncio.run now cancels the ingress's client task, as at a stop
 
     client = asyncio.run(main())
