@@ -9,6 +9,7 @@ On Knative the event services are cluster-local as well (see infra/knative).
 
 from __future__ import annotations
 
+import fnmatch
 import hmac
 import logging
 import os
@@ -100,16 +101,23 @@ def _check_oidc(settings: Settings, token: str) -> bool:
         return False
     try:
         key = _jwks_client(settings.events_oidc_jwks_url).get_signing_key_from_jwt(token)
-        jwt.decode(
+        claims = jwt.decode(
             token,
             key.key,
             algorithms=["RS256", "ES256", "EdDSA"],
             audience=settings.events_oidc_audience,
             issuer=settings.events_oidc_issuer,
-            options={"require": ["exp", "aud"], "verify_iss": bool(settings.events_oidc_issuer)},
+            options={
+                "require": ["exp", "aud", "sub"],
+                "verify_iss": bool(settings.events_oidc_issuer),
+            },
         )
     except jwt.PyJWTError as exc:
         log.warning("event sender refused: %s", type(exc).__name__)
+        return False
+    patterns = [p.strip() for p in settings.events_oidc_subjects.split(",") if p.strip()]
+    if not any(fnmatch.fnmatchcase(str(claims["sub"]), p) for p in patterns):
+        log.warning("event sender refused: subject %s is not an event sender", claims["sub"])
         return False
     return True
 

@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     events_oidc_jwks_url: str = "https://kubernetes.default.svc/openid/v1/jwks"
     events_oidc_audience: str | None = None
     events_oidc_issuer: str | None = None
+    # Senders (the token's ``sub``) accepted, comma-separated shell patterns: by default the
+    # service accounts Knative Eventing creates for Triggers and Sources (oidc-<group>-<kind>-
+    # <name> or <name>-oidc-<group>-<kind>), not any pod that can mint a token for the audience.
+    events_oidc_subjects: str = "system:serviceaccount:*:*oidc-*knative.dev-*"
     sweeper_stuck_seconds: float = 120
     sweeper_interval_seconds: float = 15
     # Near-duplicates: calibrated similarity at or above this joins a duplicate group; within

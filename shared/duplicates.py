@@ -25,6 +25,11 @@ from shared.store.images import groups as image_groups
 from shared.vectors import VectorIndex
 from shared.verification import load
 
+# Geometric checks per request, at most (search verifies 16 candidates a query): past them, a
+# pair is told by its perceptual hashes, so a threshold of 0 or a page of large groups cannot
+# make one call run dozens of RANSAC fits.
+MAX_CHECKS = 16
+
 
 class DuplicateService:
     def __init__(
@@ -75,7 +80,8 @@ class DuplicateService:
         with self.db.tenant_tx(row.tenant_id) as conn:
             found = image_groups.by_ids(conn, tenant_id=row.tenant_id, ids=[h.id for h in hits])
             rows = {r.id: r for r in found}
-            features = load(conn, row.tenant_id, [row.id, *rows])
+            nearest = [h.id for h in hits if h.id in rows][:MAX_CHECKS]
+            features = load(conn, row.tenant_id, [row.id, *nearest])
         return [
             {
                 "imageId": h.id,
@@ -98,13 +104,17 @@ class DuplicateService:
             )
             total = image_groups.count(conn, tenant_id=tenant_id)
             members = image_groups.members(conn, tenant_id=tenant_id, roots=[r.root for r in roots])
-            features = load(conn, tenant_id, [m.id for m in members])
+            root_ids = {r.root for r in roots}
+            checked = [m.id for m in members if m.id not in root_ids][:MAX_CHECKS]
+            features = load(conn, tenant_id, [*root_ids, *checked])
         by_root: dict[uuid.UUID, list[ImageRow]] = {r.root: [] for r in roots}
         for m in members:
             by_root.setdefault(m.duplicate_of or m.id, []).append(m)
         groups = []
         for r in roots:
             rows = by_root[r.root]
+            if not rows:
+                continue  # its images were deleted (or regrouped) between the two reads
             root = next((m for m in rows if m.id == r.root), rows[0])
             groups.append(
                 {

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth.principal import Principal
 from shared.bootstrap import Container
-from shared.errors import DeepLensError, PayloadTooLarge, Unauthorized
+from shared.errors import DeepLensError, InvalidInput, PayloadTooLarge, Unauthorized
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -92,6 +92,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 
 
+# Headers a request may carry once: the guards and the parsers must read the same value.
+_SINGLE = frozenset({b"content-type", b"content-length", b"transfer-encoding"})
+
+
 class BodyLimit:
     """Refuse bodies over the limit before reading them (Content-Length) and while streaming
     (chunked uploads), so a 10 MB JSON body never reaches a parser."""
@@ -109,7 +113,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
+        raw = scope.get("headers") or []
+        headers = dict(raw)
+        if sum(1 for k, _ in raw if k in _SINGLE) > len({k for k, _ in raw if k in _SINGLE}):
+            # Two Content-Types: this guard would read the last and the body parser the first
+            # (a JSON body past the upload's limit and the depth check).
+            await send_error(
+                send,
+                InvalidInput("a header repeats that must appear once", code="duplicate_header"),
+            )
+            return
         ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
         limit = self.upload_limit + 65536 if ctype.startswith("multipart/") else self.json_limit
         length = headers.get(b"content-length")

@@ -52,6 +52,24 @@ def open_image(
     return open_image_sized(data, draft=draft, max_pixels=max_pixels)[0]
 
 
+def check_pixels(data: bytes, max_pixels: int) -> None:
+    """Refuse an image over ``max_pixels`` from its header alone (nothing is decoded); bytes
+    that are no image are left to the decode that follows, which says what is wrong."""
+    fmt = sniff(data) if data else None
+    if fmt is None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            w, h = Image.open(io.BytesIO(data), formats=[fmt]).size
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError):
+        return
+    if w * h > max_pixels:
+        raise PayloadTooLarge(
+            f"image is {w}x{h}: over the {max_pixels} pixel limit", code="image_too_many_pixels"
+        )
+
+
 def open_image_sized(
     data: bytes, *, draft: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[Image.Image, tuple[int, int]]:

@@ -25,6 +25,7 @@ from shared.config import Settings
 from shared.db import Database
 from shared.errors import InvalidInput, NotFound
 from shared.features.registry import ModelSpec, spec_for
+from shared.imaging import check_pixels
 from shared.local_features import Verification, extract_query
 from shared.regions import proposals
 from shared.search_types import Answered as Answered
@@ -93,6 +94,9 @@ class SearchService:
         self._check(limit, threshold)
         if not data:
             raise InvalidInput("the query image is empty", code="empty_file")
+        # The operator's pixel limit (the query is decoded by three stages, each with only the
+        # built-in limit).
+        check_pixels(data, self.settings.max_image_pixels)
         tenant_id = principal.require_tenant()
         answered, spec = self._active(tenant_id)
         st = stages if stages is not None else Stages()
@@ -211,6 +215,11 @@ class SearchService:
         self._check(limit, threshold)
         tenant_id = principal.require_tenant()
         answered, spec = self._active(tenant_id)
+        if len(vector) != spec.dim:  # before the search is counted in the tenant's usage
+            raise InvalidInput(
+                f"vector has {len(vector)} dimensions; this space has {spec.dim}",
+                code="vector_dimension_mismatch",
+            )
         return self._unverified(answered, spec, tenant_id, vector, limit, threshold, exclude)
 
     def _active(self, tenant_id: uuid.UUID) -> tuple[Answered, ModelSpec]:

@@ -90,7 +90,18 @@ class UsageService:
     @metrics.counts_quota
     def reserve_user(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> TenantRow:
         """Lock the tenant and refuse a user past its plan's limit (403 quota_users)."""
-        tenant = tenants.lock_active(conn, tenant_id=tenant_id)
+        return UsageService._users_within(conn, tenants.lock_active(conn, tenant_id=tenant_id))
+
+    @staticmethod
+    @metrics.counts_quota
+    def check_users(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> TenantRow:
+        """The same refusal without the lock: a cheap check before a slow password hash."""
+        tenant = tenants.check_active(tenants.get(conn, tenant_id=tenant_id))
+        return UsageService._users_within(conn, tenant)
+
+    @staticmethod
+    def _users_within(conn: psycopg.Connection[Any], tenant: TenantRow) -> TenantRow:
+        tenant_id = tenant.id
         if users.count_active(conn, tenant_id=tenant_id) >= tenant.max_users:
             raise Forbidden(
                 f"this tenant's plan allows {tenant.max_users} users", code="quota_users"

@@ -107,6 +107,10 @@ class UserService:
         role: str,
     ) -> UserRow:
         """Insert a tenant user within the tier's user limit."""
+        with self.db.tenant_tx(tenant_id) as conn:
+            # A full tenant is refused before the (deliberately slow) hash, then checked again
+            # under the lock below.
+            UsageService.check_users(conn, tenant_id)
         hashed = self.hasher.hash(password)  # before the lock: bcrypt is slow on purpose
         with self.db.tenant_tx(tenant_id) as conn:
             UsageService.reserve_user(conn, tenant_id)

@@ -64,7 +64,9 @@ async def login(body: LoginIn, request: Request, c: Services) -> TokenPair:
 
 @router.post("/api/auth/register", response_model=TokenPair, status_code=201)
 def register(body: RegisterIn, request: Request, c: Services) -> TokenPair:
-    """Self-registration into a tenant that allows it (settings.allowSelfRegistration)."""
+    """Self-registration into a tenant that allows it (settings.allowSelfRegistration).
+    Counted with the public sign-ups per client address (each costs a bcrypt hash)."""
+    c.signups.take(client_ip(request))
     return c.sessions.register(
         tenant_slug=body.tenant_slug,
         email=body.email,

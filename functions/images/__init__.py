@@ -125,6 +125,9 @@ async def upload(
     extension = upload_priority(priority)
     at_once = c.settings.bulk_uploads_at_once
     if extension == "bulk" and at_once > 0:
+        # The body is received before the gate (bytes only: the parse and the checks are the
+        # work the gate paces), so clients that send slowly, or stall, never hold its slots.
+        await request.body()
         async with bulk_gate(at_once):
             return await _upload(request, principal, c, extension)
     return await _upload(request, principal, c, extension)

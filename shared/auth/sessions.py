@@ -65,6 +65,10 @@ class SessionService:
     ) -> TokenPair:
         """Self-registration into a tenant that allows it (UserService.register), signed in."""
         assert self.users is not None, "SessionService built without users: no registration"
+        if self.throttle is not None:
+            # Before the account exists: a throttled address gets its 429 with nothing
+            # created (the sign-in below would refuse it after the insert otherwise).
+            self.throttle.check(email, ip)
         self.users.register(
             tenant_slug=tenant_slug,
             email=email,

@@ -169,7 +169,8 @@ def parse_ref(ref: str) -> tuple[str, str | None, int | None]:
     pooling = parts[1] or None if len(parts) > 1 else None
     size: int | None = None
     if len(parts) > 2 and parts[2]:
-        if not parts[2].isdigit() or not 32 <= int(parts[2]) <= 1024:
+        digits = parts[2].isascii() and parts[2].isdigit() and len(parts[2]) <= 4
+        if not digits or not 32 <= int(parts[2]) <= 1024:
             raise InvalidInput("input size must be 32..1024", code="invalid_input_size")
         size = int(parts[2])
     return parts[0], pooling, size

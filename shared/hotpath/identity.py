@@ -29,6 +29,9 @@ T = TypeVar("T")
 
 CHANNEL = "deeplens_identity"
 VERIFIED_MAX = 10_000  # verified access tokens remembered per process
+# Entries per cached table (keys, users, tenants): unknown API-key prefixes are remembered too
+# (a flood of made-up keys costs one query each, once), so the tables are bounded.
+CACHE_MAX = 20_000
 
 
 class NeedsDatabase(Exception):
@@ -73,6 +76,8 @@ class IdentityCache:
             # A change committed while we read would have bumped the epoch: do not keep a
             # value that may predate it.
             if self.listening and self.epoch == epoch:
+                if len(table) >= CACHE_MAX:
+                    table.clear()
                 table[key] = value
         return value
 

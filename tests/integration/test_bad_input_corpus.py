@@ -50,6 +50,8 @@ def stored(p: Platform) -> tuple[int, ...]:
         return tuple(
             int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
             for t in ("tenants", "users", "tenant_api_keys", "images", "broker_deliveries")
+        ) + (  # nothing counted in usage either (a refused search is not a search)
+            int(conn.execute("SELECT coalesce(sum(searches), 0) FROM usage_daily").fetchone()[0]),  # type: ignore[index]
         )
 
 
@@ -222,6 +224,15 @@ JSONS: list[tuple[str, str, str, Any, str, int, str]] = [
         "owner",
         400,
         "validation_error",
+    ),
+    (
+        "vector of the wrong dimension",
+        "POST",
+        "/api/images/search",
+        {"vector": [0.1] * 7},
+        "owner",
+        400,
+        "vector_dimension_mismatch",
     ),
     (
         "vector too long",
@@ -479,4 +490,24 @@ def test_deep_json_under_any_content_type_is_a_4xx(
     r = p.client.post("/api/images/search", headers=headers, content=b"[" * 100_000)
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
+    assert stored(p) == before
+
+
+def test_a_repeated_content_type_is_refused_before_any_parser(
+    corpus_platform: dict[str, Any],
+) -> None:
+    """Two Content-Types: the body limit and the depth guard read one, FastAPI's parser the
+    other, so a JSON body got past both as a "multipart" upload (issue: adversarial review)."""
+    p = corpus_platform["p"]
+    before = stored(p)
+    headers = [
+        *_headers(corpus_platform, "owner").items(),
+        ("content-type", "application/json"),
+        ("content-type", "multipart/form-data; boundary=x"),
+    ]
+    r = p.client.post("/api/images/search", headers=headers, content=b"[" * 100_000)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "duplicate_header"
+    r = p.client.post("/api/tenants", headers=headers[-2:], content=b"[" * 100_000)
+    assert r.status_code == 400, r.text
     assert stored(p) == before

@@ -282,3 +282,23 @@ def test_remembered_token_still_expires(database_url: str, tmp_path: Path) -> No
         assert r.status_code == 401 and r.json()["error"]["code"] == "token_expired"
     finally:
         p.fn.stop()
+
+
+def test_made_up_api_keys_do_not_grow_the_cache_without_bound(
+    data_plane: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown key prefixes are remembered (one query each), within CACHE_MAX entries: a
+    flood of made-up keys cannot grow a process's memory (adversarial review)."""
+    from shared.hotpath import identity
+
+    monkeypatch.setattr(identity, "CACHE_MAX", 40, raising=False)
+    p = data_plane
+    t = p.signup("Flood Co")
+    gate = p.container.gate
+    assert gate.wait_listening()
+    for i in range(100):
+        key = f"dl_{uuid.uuid4().hex[:8]}_{'x' * 24}"
+        r = p.client.get("/api/images", headers={"X-API-Key": key})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", i
+        assert len(gate.api_keys) <= 40
+    assert p.client.get("/api/images", headers=t["headers"]).status_code == 200

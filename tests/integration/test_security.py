@@ -259,6 +259,61 @@ def test_signups_are_rate_limited_per_address(database_url: str, tmp_path: Path)
         p.fn.stop()
 
 
+def test_self_registrations_count_as_signups_per_address(database_url: str, tmp_path: Path) -> None:
+    """Each registration costs a bcrypt hash: an address that registered its hour's worth of
+    accounts gets 429 with nothing created (adversarial review: register had no limit)."""
+    p = make_platform(
+        database_url,
+        tmp_path,
+        only=["auth", "tenants"],
+        env={"DEEPLENS_SIGNUPS_PER_ADDRESS_PER_HOUR": "2"},
+    )
+    try:
+        t = p.signup()  # the first sign-up of this address
+        tid = t["tenant"]["id"]
+        settings = {"settings": {"allowSelfRegistration": True}}
+        assert p.client.put(f"/api/tenants/{tid}", headers=t["headers"], json=settings).is_success
+        codes = []
+        for i in range(3):
+            r = p.client.post(
+                "/api/auth/register",
+                json={
+                    "email": f"self{i}@example.com",
+                    "password": "password-123",
+                    "tenantSlug": t["tenant"]["slug"],
+                },
+            )
+            codes.append(r.status_code)
+        assert codes == [201, 429, 429]
+        assert r.json()["error"]["code"] == "signup_throttled"
+        assert count(p, "SELECT count(*) FROM users") == 2  # the owner and self0
+    finally:
+        p.fn.stop()
+
+
+def test_a_search_query_over_the_operators_pixel_limit_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    """DEEPLENS_MAX_IMAGE_PIXELS bounds queries as it bounds uploads: search by image decoded
+    a query three times with only the built-in 50 MP limit (adversarial review)."""
+    p = make_platform(database_url, tmp_path, env={"DEEPLENS_MAX_IMAGE_PIXELS": "100000"})
+    try:
+        t = p.signup()
+        small = encode(photo("coffee.png").resize((300, 200)), "PNG")
+        big = encode(photo("coffee.png").resize((400, 300)), "PNG")
+        ok = p.client.post(
+            "/api/images/search", headers=t["headers"], files={"file": ("q.png", small)}
+        )
+        assert ok.status_code == 200, ok.text
+        r = p.client.post(
+            "/api/images/search", headers=t["headers"], files={"file": ("q.png", big)}
+        )
+        assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_many_pixels"
+        assert count(p, "SELECT coalesce(sum(searches), 0) FROM usage_daily") == 1
+    finally:
+        p.fn.stop()
+
+
 # --- uploads and bodies ------------------------------------------------------------------
 
 

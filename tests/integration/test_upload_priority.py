@@ -277,3 +277,43 @@ def test_bulk_uploads_are_let_in_a_few_at_a_time_and_live_ones_pass_them(
         assert done["live-4"] < last_bulk  # the live upload did not queue behind the import
     else:
         assert inside["max_bulk"] == 4
+
+
+def test_stalled_bulk_uploads_do_not_hold_the_gate(
+    platform: Platform, served: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two bulk uploads that send their headers and a little of their body, then stall, held
+    both slots of the gate (it was taken before the body was read) until the body timeout:
+    every other bulk upload of the process waited (adversarial review)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    monkeypatch.setattr(platform.container.settings, "bulk_uploads_at_once", 2)
+    with httpx.Client(base_url=served, timeout=30) as http:
+        t = signup(http, "Stall")
+    u = urlsplit(served)
+    (name, key), *_ = t["key_headers"].items()
+    stalled = []
+    for _ in range(2):
+        s = socket.create_connection((u.hostname, u.port))
+        s.sendall(
+            b"POST /api/images/upload?priority=bulk HTTP/1.1\r\nHost: x\r\n"
+            + f"{name}: {key}\r\n".encode()
+            + b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+            + b"--b\r\n"
+        )
+        stalled.append(s)
+    try:
+        time.sleep(0.3)  # both are in the process, their bodies unfinished
+        [blob] = photo_jpegs(1, size=(160, 120), seed=5)
+        with httpx.Client(base_url=served, timeout=8) as http:
+            r = http.post(
+                "/api/images/upload",
+                headers=t["key_headers"],
+                params={"priority": "bulk"},
+                files={"file": ("ok.jpg", blob)},
+            )
+        assert r.status_code == 202, r.text
+    finally:
+        for s in stalled:
+            s.close()

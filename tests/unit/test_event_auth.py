@@ -43,8 +43,11 @@ def jwks() -> Iterator[tuple[str, Any]]:
     server.shutdown()
 
 
+TRIGGER = "system:serviceaccount:deeplens:oidc-eventing.knative.dev-trigger-index-vector"
+
+
 def _token(key: Any, **claims: Any) -> str:
-    body = {"aud": "deeplens-index-vector", "exp": int(time.time()) + 60, "sub": "sa"}
+    body = {"aud": "deeplens-index-vector", "exp": int(time.time()) + 60, "sub": TRIGGER}
     body.update(claims)
     return jwt.encode(body, key, algorithm="RS256", headers={"kid": "k1"})
 
@@ -88,3 +91,16 @@ def test_oidc_sender_identity(jwks: tuple[str, Any]) -> None:
         {"DEEPLENS_EVENTS_AUTH": "oidc", "DEEPLENS_EVENTS_OIDC_JWKS_URL": url}
     )
     assert not check_sender(no_audience, f"Bearer {_token(key)}")
+    # The sender must be one of Knative Eventing's identities (both namings), not any pod
+    # that minted a projected token for the audience.
+    newer = "system:serviceaccount:deeplens:index-vector-oidc-eventing.knative.dev-trigger"
+    assert check_sender(s, f"Bearer {_token(key, sub=newer)}")
+    pod = "system:serviceaccount:deeplens:deeplens-extract"
+    assert not check_sender(s, f"Bearer {_token(key, sub=pod)}")
+    no_sub = jwt.encode(
+        {"aud": "deeplens-index-vector", "exp": int(time.time()) + 60},
+        key,
+        algorithm="RS256",
+        headers={"kid": "k1"},
+    )
+    assert not check_sender(s, f"Bearer {no_sub}")

@@ -66,3 +66,12 @@ def test_bad_models_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as e2:
         read_source(str(tmp_path / "missing.onnx"))
     assert e2.value.code == "model_file_not_found"
+
+
+@pytest.mark.parametrize("size", ["²", "٣٢٠", "9" * 5000, "0320x"])
+def test_a_size_that_is_not_plain_digits_is_a_4xx(size: str) -> None:
+    """str.isdigit() accepts superscripts (int() then raised: a 500) and 5,000-digit strings
+    (past int()'s digit limit)."""
+    with pytest.raises(InvalidInput) as e:
+        parse_ref(f"efficientnet-lite0:gem:{size}")
+    assert e.value.code == "invalid_input_size"
