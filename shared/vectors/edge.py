@@ -20,6 +20,7 @@ from shared.errors import Conflict, NotFound
 from shared.telemetry import span
 from shared.vectors import regions
 from shared.vectors.protocol import (
+    REGION_KEY,
     TENANT_KEY,
     Hit,
     SpaceInfo,
@@ -63,6 +64,8 @@ class EdgeIndex(regions.RegionMethods):
             if not path.is_dir():
                 raise NotFound(f"collection {name} does not exist", code="collection_not_found")
             shard = self.qe.EdgeShard.load(str(path))
+            if regions.is_companion(name) and REGION_KEY not in shard.info().payload_schema:
+                self._index_region(shard)  # a companion made before the index existed
             self._dims[name] = int((path / "dim").read_text())
             self._shards[name] = shard
             return shard
@@ -102,6 +105,8 @@ class EdgeIndex(regions.RegionMethods):
                     TENANT_KEY, qe.KeywordIndexParams(is_tenant=True)
                 )
             )
+            if regions.is_companion(name):
+                self._index_region(shard)
             shard.flush()
             # Written last, atomically: a space without this file is an interrupted creation
             # and is redone; a process killed mid-write never leaves an empty one behind.
@@ -109,6 +114,17 @@ class EdgeIndex(regions.RegionMethods):
             tmp.write_text(str(dim))
             os.replace(tmp, path / "dim")
             self._shards[name], self._dims[name] = shard, dim
+
+    def _index_region(self, shard: Any) -> None:
+        """Region windows are searched one window at a time (``region`` = k): without an index
+        on it each such search filtered every point (measured 25 → 5 ms for five windows of
+        10,000 images)."""
+        shard.update(
+            self.qe.UpdateOperation.create_field_index(
+                REGION_KEY, self.qe.IntegerIndexParams(lookup=True, range=False)
+            )
+        )
+        shard.flush()
 
     def upsert(
         self,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from shared.errors import Conflict, InvalidInput
 
 TENANT_KEY = "tenantId"
+REGION_KEY = "region"  # a region point's window (shared/vectors/regions.py)
 SPACE_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 

@@ -13,6 +13,7 @@ from shared.errors import Conflict, NotFound, TransientError
 from shared.telemetry import span
 from shared.vectors import regions
 from shared.vectors.protocol import (
+    REGION_KEY,
     TENANT_KEY,
     Hit,
     SpaceInfo,
@@ -116,6 +117,15 @@ class QdrantIndex(regions.RegionMethods):
             TENANT_KEY,
             field_schema=m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, is_tenant=True),
         )
+        if regions.is_companion(name):  # searched one window (``region`` = k) at a time
+            self._wrap(
+                self.client.create_payload_index,
+                name,
+                REGION_KEY,
+                field_schema=m.IntegerIndexParams(
+                    type=m.IntegerIndexType.INTEGER, lookup=True, range=False
+                ),
+            )
         self._dims[name] = dim
 
     def upsert(

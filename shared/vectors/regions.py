@@ -14,7 +14,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 from shared.errors import NotFound
-from shared.vectors.protocol import SPACE_RE, Hit
+from shared.vectors.protocol import REGION_KEY, SPACE_RE, Hit
 
 if TYPE_CHECKING:
     from shared.vectors.protocol import VectorIndex
@@ -105,7 +105,7 @@ class RegionMethods:
         name = companion(space)
         index.ensure_space(name, len(vectors[0]), half=True)
         for pid, (k, vec) in zip(point_ids(image_id), enumerate(vectors), strict=False):
-            body = {**payload, IMAGE_KEY: str(image_id), "region": k}
+            body = {**payload, IMAGE_KEY: str(image_id), REGION_KEY: k}
             index.upsert(name, tenant_id=tenant_id, point_id=pid, vector=vec, payload=body)
 
     def search_regions(
@@ -135,7 +135,7 @@ class RegionMethods:
                     tenant_id=tenant_id,
                     vector=vector,
                     limit=limit,
-                    match={"region": k},
+                    match={REGION_KEY: k},
                 )
             except NotFound:
                 return []  # nothing with regions indexed in this space yet

@@ -14,6 +14,8 @@ import pytest
 from shared.config import VectorSettings
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.vectors import EdgeIndex, QdrantIndex, VectorIndex
+from shared.vectors.protocol import REGION_KEY
+from shared.vectors.regions import companion
 
 DIM = 32
 
@@ -207,3 +209,42 @@ def test_region_points_follow_a_reindex_and_a_long_space_has_none(index: VectorI
     assert index.search_regions(long, tenant_id=t, vector=wins[0], limit=1) == []
     index.delete(long, tenant_id=t, point_ids=[image])
     index.drop_space(long)
+
+
+def _schema(index: VectorIndex, name: str) -> set[str]:
+    if isinstance(index, EdgeIndex):
+        return set(index._shard(name).info().payload_schema)
+    assert isinstance(index, QdrantIndex)
+    return set(index.client.get_collection(name).payload_schema)
+
+
+def test_region_windows_are_indexed_for_their_per_window_search(
+    index: VectorIndex, tmp_path: Path
+) -> None:
+    """search_regions filters on the window (``region`` = k) five times a query: the companion
+    has an index on it (bench verify: the candidates stage 21 → ~6 ms at 10,000 images), and an
+    embedded companion made before the index gets it when it is opened."""
+    rng = np.random.default_rng(5)
+    t, image = uuid.uuid4(), uuid.uuid4()
+    index.ensure_space("images_i", DIM)
+    wins = [unit(rng.normal(size=DIM)) for _ in range(5)]
+    index.upsert_regions("images_i", tenant_id=t, image_id=image, vectors=wins, payload={})
+    if isinstance(index, QdrantIndex):
+        # Here the client's local mode, which keeps no payload indexes (it ignores them): the
+        # call is exercised; the index itself is asserted on the embedded engine.
+        return
+    assert REGION_KEY in _schema(index, companion("images_i"))
+    if isinstance(index, EdgeIndex):
+        import qdrant_edge
+
+        shard = index._shard(companion("images_i"))
+        shard.update(qdrant_edge.UpdateOperation.delete_field_index(REGION_KEY))
+        assert REGION_KEY not in _schema(index, companion("images_i"))
+        index.close()
+        reopened = EdgeIndex(tmp_path / "vectors", VectorSettings())
+        try:
+            assert REGION_KEY in _schema(reopened, companion("images_i"))
+            hits = reopened.search_regions("images_i", tenant_id=t, vector=wins[2], limit=1)
+            assert image in {h.id for h in hits}
+        finally:
+            reopened.close()
