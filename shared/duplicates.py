@@ -19,7 +19,8 @@ from shared.errors import Conflict
 from shared.features.registry import spec_for
 from shared.images import ImageService
 from shared.imaging import hash_distance
-from shared.local_features import LocalFeatures, verify
+from shared.local_features import LocalFeatures
+from shared.matching import verify
 from shared.store.images import ImageRow
 from shared.store.images import groups as image_groups
 from shared.vectors import VectorIndex

@@ -1,4 +1,4 @@
-"""Local features and geometric verification: the second signal behind search by image.
+"""Local features: the second signal behind search by image (matched in shared/matching.py).
 
 A global embedding says "looks alike"; it cannot say "is the same picture". Here each image
 keeps a compact set of ORB keypoints (position + 32-byte binary descriptor, ~18 KB an image,
@@ -38,17 +38,6 @@ QUERY_SIDE, QUERY_FEATURES = 640, 700
 # most of what local features add to an ingest), same matches on the dev split.
 INDEX_PYRAMID, QUERY_PYRAMID = (1.3, 6, 20), (1.2, 8, 10)  # scale step, levels, FAST threshold
 MIN_SIDE = 320  # tiny images are upscaled to this before extraction
-RATIO = 0.8  # Lowe's ratio test
-RANSAC_PX = 3.0  # reprojection error, in candidate pixels at INDEX_SIDE
-# A geometric match: at least MIN_INLIERS distinct keypoints agree with one plausible
-# homography (on the dev split, wrong pairs reach 7 at most; true copies mostly 20-500). It
-# ranks the candidate. *Verified* (a copy) also needs, when the two frames coincide,
-# MIN_INLIER_RATIO of the strong matches to agree: the motorcycle stereo pair, a second shot,
-# has 134 inliers but only 0.66-0.70 of its strong matches agree (copies: mostly 0.8-1.0).
-MIN_INLIERS = 15
-MIN_INLIER_RATIO = 0.72
-STRONG_DISTANCE = 40  # Hamming distance out of 256 bits
-MIN_COVER = 0.02  # of the candidate's area, covered by the inliers' hull
 _HEADER = struct.Struct("<4sHHH")  # magic, width, height, count
 _MAGIC = b"ORB1"
 
@@ -66,11 +55,6 @@ def cv_module() -> Any:
 @functools.cache
 def _clahe() -> Any:
     return cv_module().createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
-
-
-@functools.cache
-def _matcher() -> Any:
-    return cv_module().BFMatcher(cv_module().NORM_HAMMING)
 
 
 @dataclass(frozen=True)
@@ -116,22 +100,6 @@ class Region:
             "width": round(self.width, 4),
             "height": round(self.height, 4),
         }
-
-
-@dataclass(frozen=True)
-class Verification:
-    inliers: int
-    matches: int
-    verified: bool  # a copy: geometric, and the strong matches agree
-    geometric: bool = False  # one plausible homography explains enough matches
-    # The part of the candidate the query shows (a crop), when it is not the whole of it.
-    region: Region | None = None
-    # Where the candidate appears in the query (a screenshot, a collage), likewise.
-    query_region: Region | None = None
-    ratio: float = 0.0  # share of strong matches that agree with the homography
-
-
-NOT_VERIFIED = Verification(0, 0, False)
 
 
 def to_grey(img: Image.Image, side: int, *, upscale: bool = False) -> np.ndarray:
@@ -206,95 +174,3 @@ def extract_index(img: Image.Image) -> LocalFeatures:
 
 def extract_query(data: bytes) -> LocalFeatures:
     return extract(data, side=QUERY_SIDE, features=QUERY_FEATURES, pyramid=QUERY_PYRAMID)
-
-
-def _bbox(points: np.ndarray, w: int, h: int) -> Region | None:
-    """The normalised bounding box of projected corners, clipped; None when it covers the
-    image (nothing to point at) or degenerates."""
-    lo = np.clip(points.min(axis=0), 0, (w, h))
-    hi = np.clip(points.max(axis=0), 0, (w, h))
-    x0, y0, x1, y1 = float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return None
-    r = Region(float(x0 / w), float(y0 / h), float((x1 - x0) / w), float((y1 - y0) / h))
-    return None if r.width * r.height > 0.9 else r
-
-
-def verify(
-    query: LocalFeatures,
-    candidate: LocalFeatures,
-    *,
-    min_inliers: int = MIN_INLIERS,
-    min_ratio: float = MIN_INLIER_RATIO,
-) -> Verification:
-    """Match ``query`` to ``candidate`` and fit one homography (RANSAC).
-
-    Inliers are counted as distinct candidate keypoints (many query points falling on one
-    candidate point are one piece of evidence), the homography must not collapse or blow up
-    the query, and the inliers must cover a real area of the candidate: without these, a tiny
-    low-detail image "verifies" against anything.
-    """
-    if len(query) < 8 or len(candidate) < 8:
-        return NOT_VERIFIED
-    cv2 = cv_module()
-    pairs = _matcher().knnMatch(query.descriptors, candidate.descriptors, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
-    if len(good) < max(8, min_inliers):
-        return Verification(0, len(good), False)  # cannot reach min_inliers: skip RANSAC
-    # PROSAC samples the best matches first: it converges in a few iterations on a copy and
-    # gives up quickly on a stranger, where plain RANSAC ran all its iterations (~10x slower).
-    good.sort(key=lambda m: m.distance)
-    src = query.points[[m.queryIdx for m in good]]
-    dst = candidate.points[[m.trainIdx for m in good]]
-    cw, ch = candidate.width, candidate.height
-    px = RANSAC_PX * max(cw, ch) / INDEX_SIDE
-    homography, mask = cv2.findHomography(
-        src, dst, cv2.USAC_PROSAC, px, maxIters=2000, confidence=0.995
-    )
-    if homography is None or mask is None:
-        return Verification(0, len(good), False)
-    inlier = mask.ravel().astype(bool)
-    train = np.array([m.trainIdx for m in good])
-    inliers = len(set(train[inlier].tolist()))
-    # Strong matches (small Hamming distance) are almost never wrong: in a copy nearly all of
-    # them agree with the homography; in a second shot of a scene, parallax and movement put
-    # many of them off it. This ratio is what tells a copy from a similar shot.
-    dist = np.array([m.distance for m in good])
-    strong = dist <= STRONG_DISTANCE
-    ratio = float(inlier[strong].mean()) if strong.sum() >= 8 else float(inlier.mean())
-    geometric = inliers >= min_inliers and _sane(homography, dst[inlier], cw, ch)
-    if not geometric:
-        return Verification(inliers, len(good), False, ratio=ratio)
-    region = query_region = None
-    try:
-        qw, qh = query.width, query.height
-        q_corners = np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], np.float32).reshape(-1, 1, 2)
-        region = _bbox(cv2.perspectiveTransform(q_corners, homography).reshape(-1, 2), cw, ch)
-        c_corners = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float32).reshape(-1, 1, 2)
-        inverse = np.linalg.inv(homography)
-        query_region = _bbox(cv2.perspectiveTransform(c_corners, inverse).reshape(-1, 2), qw, qh)
-    except (np.linalg.LinAlgError, cv2.error):
-        pass
-    # The agreement test applies when the two frames coincide (neither is a part of the
-    # other): that is where a second shot of the same scene lands. A crop, a paste into a
-    # screenshot or a collage is a part by construction, and on repetitive textures (bricks)
-    # its strong matches often hit a neighbouring repeat, so the ratio would wrongly fail it.
-    verified = ratio >= min_ratio or region is not None or query_region is not None
-    return Verification(inliers, len(good), verified, True, region, query_region, ratio)
-
-
-def _sane(homography: np.ndarray, points: np.ndarray, w: int, h: int) -> bool:
-    """A plausible copy transform: bounded scale change and shear, inliers spread over at
-    least MIN_COVER of the candidate (their convex hull)."""
-    cv2 = cv_module()
-    a = homography[:2, :2] / homography[2, 2]
-    det = float(np.linalg.det(a))
-    if not 1 / 64 <= abs(det) <= 64:
-        return False
-    s = np.linalg.svd(a, compute_uv=False)
-    if s[1] <= 0 or s[0] / s[1] > 4:
-        return False
-    if len(points) < 3:
-        return False
-    hull = cv2.convexHull(points.astype(np.float32))
-    return float(cv2.contourArea(hull)) >= MIN_COVER * w * h

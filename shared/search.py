@@ -26,7 +26,8 @@ from shared.db import Database
 from shared.errors import InvalidInput, NotFound
 from shared.features.registry import ModelSpec, spec_for
 from shared.imaging import check_pixels
-from shared.local_features import Verification, extract_query
+from shared.local_features import extract_query
+from shared.matching import Verification
 from shared.regions import proposals
 from shared.search_types import Answered as Answered
 from shared.search_types import Result as Result

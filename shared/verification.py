@@ -20,14 +20,8 @@ from typing import Any
 
 import psycopg
 
-from shared.local_features import (
-    NOT_VERIFIED,
-    LocalFeatures,
-    Region,
-    Verification,
-    extract_query,
-    verify,
-)
+from shared.local_features import LocalFeatures, Region, extract_query
+from shared.matching import NOT_VERIFIED, Verification, verify
 from shared.store import local_features as store
 
 VERIFIED_FLOOR = 0.9

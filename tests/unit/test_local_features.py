@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pytest
 from PIL import Image
 
-from shared.local_features import (
-    LocalFeatures,
-    extract,
-    extract_query,
-    verify,
-)
+from shared.local_features import LocalFeatures, extract, extract_query
+from shared.matching import verify
 from shared.quality.edits import _screenshot
 from shared.quality.photoset import _texture
 from shared.regions import region_proposals
@@ -43,6 +42,39 @@ def test_unrelated_photos_and_tiny_images_do_not_match() -> None:
     tiny = photo("camera.png").resize((25, 25)).resize((100, 100))
     assert not verify(q, extract(encode(tiny))).geometric
     assert not verify(extract_query(encode(tiny)), extract(encode(photo("gravel.png")))).geometric
+
+
+def test_strangers_are_dropped_after_a_third_of_the_matching(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cascade: a copy matches every query descriptor (the same match as in one pass); a
+    stranger with too few good matches among the first third is not matched further."""
+    import shared.matching as matching
+
+    rows: list[int] = []
+    real = matching._matcher()
+
+    class Counting:
+        def knnMatch(self, q: np.ndarray, c: np.ndarray, k: int) -> Any:  # noqa: N802
+            rows.append(len(q))
+            return real.knnMatch(q, c, k=k)
+
+    monkeypatch.setattr(matching, "_matcher", lambda: Counting())
+    img = photo("coffee.png")
+    q = extract_query(encode(img.rotate(20, expand=True), quality=40))
+    v = verify(q, extract(encode(img)))
+    assert v.geometric and sum(rows) == len(q)
+    one_pass = matching.CASCADE_MIN
+    monkeypatch.setattr(matching, "CASCADE_MIN", 0)
+    assert verify(q, extract(encode(img))) == v  # the two stages' union is the full match
+    monkeypatch.setattr(matching, "CASCADE_MIN", one_pass)
+    dropped = 0
+    for other in ("gravel.png", "brick.png", "coins.png", "astronaut.png", "camera.png"):
+        rows.clear()
+        s = verify(q, extract(encode(photo(other))))
+        assert not s.geometric
+        dropped += sum(rows) <= len(q) // 3 + 1
+    assert dropped >= 3
 
 
 def test_a_second_shot_is_not_a_verified_copy() -> None:

@@ -3,7 +3,7 @@ unverified scale keeps 0.7 at the dev split's precision-0.99 point."""
 
 from __future__ import annotations
 
-from shared.local_features import Verification
+from shared.matching import Verification
 from shared.verification import UNVERIFIED_ANCHOR, VERIFIED_FLOOR, final_similarity
 
 
