@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env(os.environ)
     setup_logging("ingress", settings.log_format, level=logging.INFO)
     backends = json.loads(settings.ingress_backends)
+    from shared.local.funcserve import fast_loop
+
+    fast_loop(os.environ)
     asyncio.run(serve(args.host, args.port, backends, fd=args.fd))
 
 
