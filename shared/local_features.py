@@ -172,5 +172,11 @@ def extract_index(img: Image.Image) -> LocalFeatures:
     return extract_image(img, side=INDEX_SIDE, features=INDEX_FEATURES, pyramid=INDEX_PYRAMID)
 
 
-def extract_query(data: bytes) -> LocalFeatures:
-    return extract(data, side=QUERY_SIDE, features=QUERY_FEATURES, pyramid=QUERY_PYRAMID)
+def extract_query(data: bytes, *, mirrored: bool = False) -> LocalFeatures:
+    """A query's features; ``mirrored``: of its left-right mirror image (a flipped repost: ORB
+    descriptors are not mirror invariant)."""
+    if not mirrored:
+        return extract(data, side=QUERY_SIDE, features=QUERY_FEATURES, pyramid=QUERY_PYRAMID)
+    img = open_image(data, draft=(QUERY_SIDE, QUERY_SIDE))
+    flipped = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return extract_image(flipped, side=QUERY_SIDE, features=QUERY_FEATURES, pyramid=QUERY_PYRAMID)

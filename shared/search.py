@@ -41,6 +41,7 @@ from shared.verification import (
     load,
     verify_all,
     verify_in_proposals,
+    verify_mirrored,
 )
 
 if TYPE_CHECKING:
@@ -160,6 +161,7 @@ class SearchService:
             checks = verify_all(query, stored)
             if proposed:
                 checks = verify_in_proposals(checks, stored, nominated, proposed)
+            checks = verify_mirrored(checks, data, stored, [r.image_id for r in ranked])
         t = st.lap("verify", t)
         out: list[tuple[Result, float]] = []  # with the embedding's own similarity
         for image_id, r in [*found.items(), *extra.items()]:

@@ -36,6 +36,7 @@ UNVERIFIED_ANCHOR = 0.795
 FULL_INLIERS = 200  # inliers at which a verified match scores 1.0
 
 MAX_CROP_PAIRS = 8  # proposal-level verifications per query, at most
+MIRROR_K = 4  # candidates the mirrored query is verified against (the nearest ones)
 
 _POOL = ThreadPoolExecutor(2, thread_name_prefix="verify")  # OpenCV releases the GIL
 
@@ -100,6 +101,31 @@ def verify_in_proposals(
         # (A non-geometric check may still carry RANSAC inliers: any geometric match beats it.)
         if v.geometric and (not best.geometric or v.inliers > best.inliers):
             out[image_id] = in_query(v, proposed[i].box)
+    return out
+
+
+def verify_mirrored(
+    checks: dict[uuid.UUID, Verification],
+    data: bytes,
+    stored: dict[uuid.UUID, LocalFeatures],
+    nearest: Sequence[uuid.UUID],
+) -> dict[uuid.UUID, Verification]:
+    """When neither the query nor its proposals matched any candidate: the query's mirror image
+    against the MIRROR_K ``nearest`` candidates (a flipped and cropped repost, whose embedding
+    ranks it near the top but cannot verify it). A match's place in the query is mirrored back.
+    """
+    if any(v.geometric for v in checks.values()):
+        return checks
+    top = {i: stored[i] for i in nearest if i in stored}
+    top = dict(list(top.items())[:MIRROR_K])
+    if not top:
+        return checks
+    out = dict(checks)
+    for image_id, v in verify_all(extract_query(data, mirrored=True), top).items():
+        if v.geometric:
+            q = v.query_region
+            back = None if q is None else Region(1 - q.x - q.width, q.y, q.width, q.height)
+            out[image_id] = replace(v, query_region=back)
     return out
 
 

@@ -179,3 +179,25 @@ def test_a_picture_on_a_flat_surround_without_text_is_no_page() -> None:
         d.text((4, 4 + i * 24), "Lorem ipsum dolor", fill=(220, 220, 220), font_size=10)
     grey = np.asarray(page.convert("L"), dtype=np.float32)
     assert any(abs(x0 - 40) <= 3 and abs(y0 - 50) <= 3 for x0, y0, _x1, _y1 in _blobs(grey))
+
+
+def test_a_flipped_crop_is_verified_through_the_mirrored_query() -> None:
+    """ORB is not mirror invariant: a flipped 60% crop matches nothing until the query's mirror
+    image is verified too (only when nothing else matched, against the nearest candidates)."""
+    import uuid
+
+    from shared.verification import verify_all, verify_mirrored
+
+    img = photo("astronaut.png")
+    w, h = img.size
+    flipped = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    query = encode(flipped.crop((0, 0, int(w * 0.6), int(h * 0.6))))
+    cid, other = uuid.uuid4(), uuid.uuid4()
+    stored = {cid: extract(encode(img)), other: extract(encode(photo("gravel.png")))}
+    checks = verify_all(extract_query(query), stored)
+    assert not any(v.geometric for v in checks.values())
+    out = verify_mirrored(checks, query, stored, [other, cid])
+    v = out[cid]
+    assert v.geometric and v.verified and not out[other].geometric
+    # The flipped crop's top-left is the original's top-right: the region says so.
+    assert v.region is not None and v.region.x > 0.3 and v.region.y < 0.05
