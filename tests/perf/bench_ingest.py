@@ -225,6 +225,7 @@ SWITCHES = {
     "regions": ("DEEPLENS_FEATURES__REGIONS", "region vectors", "false", "true"),
     "background-lane": ("DEEPLENS_BACKGROUND_LANE", "the background lane", "false", "true"),
     "bulk-gate": ("DEEPLENS_BULK_UPLOADS_AT_ONCE", "the bulk-upload gate", "0", "2"),
+    "uvloop": ("DEEPLENS_UVLOOP", "uvloop", "false", "true"),
 }
 
 
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compare-regions", action="store_true")
     p.add_argument("--compare-background-lane", action="store_true")
     p.add_argument("--compare-bulk-gate", action="store_true")
+    p.add_argument("--compare-uvloop", action="store_true")
     p.add_argument("--ingest-priority", choices=("bulk", "live"), default="bulk")
     a = p.parse_args(argv)
     for what, asked in (
@@ -281,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         ("regions", a.compare_regions),
         ("background-lane", a.compare_background_lane),
         ("bulk-gate", a.compare_bulk_gate),
+        ("uvloop", a.compare_uvloop),
     ):
         if asked:
             compare(what, a.images, a.singles, a.admin_url)
