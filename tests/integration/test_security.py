@@ -22,6 +22,11 @@ from tests.photos import encode, photo
 pytestmark = pytest.mark.integration
 
 
+def identity_platform(database_url: str, tmp_path: Path, **env: str) -> Platform:
+    """The auth and tenants functions only, with these settings."""
+    return make_platform(database_url, tmp_path, only=["auth", "tenants"], env=env)
+
+
 def count(p: Platform, sql: str) -> int:
     with p.container.db.tx() as conn:
         return int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
@@ -213,12 +218,7 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(
     assert resolve("192.0.2.1", "spoofed, 198.51.100.2", proxies) == "198.51.100.2"
     assert resolve("10.1.2.3", "1.2.3.4", ()) == "10.1.2.3"
     # Without a trusted proxy, a client that varies X-Forwarded-For is still one address.
-    p = make_platform(
-        database_url,
-        tmp_path,
-        only=["auth", "tenants"],
-        env={"DEEPLENS_LOGIN_MAX_FAILURES_PER_ADDRESS": "4"},
-    )
+    p = identity_platform(database_url, tmp_path, DEEPLENS_LOGIN_MAX_FAILURES_PER_ADDRESS="4")
     try:
         codes = [
             p.client.post(
@@ -234,12 +234,7 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(
 
 
 def test_signups_are_rate_limited_per_address(database_url: str, tmp_path: Path) -> None:
-    p = make_platform(
-        database_url,
-        tmp_path,
-        only=["auth", "tenants"],
-        env={"DEEPLENS_SIGNUPS_PER_ADDRESS_PER_HOUR": "3"},
-    )
+    p = identity_platform(database_url, tmp_path, DEEPLENS_SIGNUPS_PER_ADDRESS_PER_HOUR="3")
     try:
         codes = []
         for i in range(5):
@@ -262,29 +257,22 @@ def test_signups_are_rate_limited_per_address(database_url: str, tmp_path: Path)
 def test_self_registrations_count_as_signups_per_address(database_url: str, tmp_path: Path) -> None:
     """Each registration costs a bcrypt hash: an address that registered its hour's worth of
     accounts gets 429 with nothing created (adversarial review: register had no limit)."""
-    p = make_platform(
-        database_url,
-        tmp_path,
-        only=["auth", "tenants"],
-        env={"DEEPLENS_SIGNUPS_PER_ADDRESS_PER_HOUR": "2"},
-    )
+    p = identity_platform(database_url, tmp_path, DEEPLENS_SIGNUPS_PER_ADDRESS_PER_HOUR="2")
     try:
         t = p.signup()  # the first sign-up of this address
         tid = t["tenant"]["id"]
         settings = {"settings": {"allowSelfRegistration": True}}
         assert p.client.put(f"/api/tenants/{tid}", headers=t["headers"], json=settings).is_success
-        codes = []
-        for i in range(3):
-            r = p.client.post(
+        slug = t["tenant"]["slug"]
+        answers = [
+            p.client.post(
                 "/api/auth/register",
-                json={
-                    "email": f"self{i}@example.com",
-                    "password": "password-123",
-                    "tenantSlug": t["tenant"]["slug"],
-                },
+                json={"email": f"self{n}@example.com", "password": "pw-123456", "tenantSlug": slug},
             )
-            codes.append(r.status_code)
-        assert codes == [201, 429, 429]
+            for n in range(3)
+        ]
+        assert [a.status_code for a in answers] == [201, 429, 429]
+        r = answers[-1]
         assert r.json()["error"]["code"] == "signup_throttled"
         assert count(p, "SELECT count(*) FROM users") == 2  # the owner and self0
     finally:
