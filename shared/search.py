@@ -104,16 +104,17 @@ class SearchService:
         st = stages if stages is not None else Stages()
         t = time.perf_counter()
         embedder = self._embedder_for(spec)
-        # The query's local features are extracted on another core while it is embedded
-        # (OpenCV and ONNX Runtime both release the GIL).
+        # The query's local features and its region proposals are computed on the other core
+        # while it is embedded (OpenCV, NumPy and ONNX Runtime release the GIL).
         features = background(extract_query, data) if verify else None
+        proposing = background(proposals, data) if verify else None
         with span("search.embed_query", tenant_id=tenant_id):
             vector = embedder.embed(data)
         t = st.lap("embed", t)
-        if features is None:
+        if features is None or proposing is None:
             return self._unverified(answered, spec, tenant_id, vector, limit, threshold, exclude)
         with span("search.proposals", tenant_id=tenant_id):
-            proposed = proposals(data)
+            proposed = proposing.result()
             crops = [pr.crop for pr in proposed]
             regions = embedder.embed_many(crops) if crops else []
         t = st.lap("proposals", t)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -24,6 +24,7 @@ from shared.local_features import LocalFeatures, Region, extract_query
 from shared.matching import NOT_VERIFIED, Verification, verify
 from shared.store import local_features as store
 
+T = TypeVar("T")
 VERIFIED_FLOOR = 0.9
 UNVERIFIED_CAP = 0.899
 # Without a geometric match, the embedding similarity (the model's calibrated scale) is mapped
@@ -53,7 +54,7 @@ def load(
     return store.load(conn, tenant_id=tenant_id, image_ids=ids)
 
 
-def background(fn: Callable[[bytes], LocalFeatures], data: bytes) -> Future[LocalFeatures]:
+def background(fn: Callable[[bytes], T], data: bytes) -> Future[T]:
     return _POOL.submit(fn, data)
 
 
