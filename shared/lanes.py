@@ -119,10 +119,11 @@ _GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.S
 
 
 def bulk_gate(at_once: int) -> asyncio.Semaphore:
-    """This event loop's gate for bulk uploads: at most ``at_once`` are read, checked and
-    stored at a time; the rest wait, their bodies unread, while live requests go straight
-    through. Eight import clients would otherwise keep eight uploads in the process at once,
-    and a live upload or a live index-vector delivery queued behind all of them."""
+    """This event loop's gate for bulk uploads: at most ``at_once`` are parsed, checked and
+    stored at a time; the rest wait (their bodies received, as a live upload's are: a client
+    that stalls mid-body never holds a slot) while live requests go straight through. Eight
+    import clients would otherwise keep eight uploads in the process at once, and a live
+    upload or a live index-vector delivery queued behind all of them."""
     gates = _GATES.setdefault(asyncio.get_running_loop(), {})
     gate = gates.get(at_once)
     if gate is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +53,15 @@ def cv_module() -> Any:
     return cv2
 
 
-@functools.cache
+_LOCAL = threading.local()
+
+
 def _clahe() -> Any:
-    return cv_module().createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    """One CLAHE per thread: apply() keeps working buffers on the object."""
+    clahe = getattr(_LOCAL, "clahe", None)
+    if clahe is None:
+        clahe = _LOCAL.clahe = cv_module().createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    return clahe
 
 
 @dataclass(frozen=True)

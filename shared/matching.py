@@ -107,7 +107,7 @@ def verify(
         return Verification(0, len(good), False)  # cannot reach min_inliers: skip RANSAC
     # PROSAC samples the best matches first: it converges in a few iterations on a copy and
     # gives up quickly on a stranger, where plain RANSAC ran all its iterations (~10x slower).
-    good.sort(key=lambda m: m[2])
+    good.sort(key=lambda m: (m[2], m[0]))  # ties in query order, as one pass gave them
     src = query.points[[m[0] for m in good]]
     dst = candidate.points[[m[1] for m in good]]
     cw, ch = candidate.width, candidate.height

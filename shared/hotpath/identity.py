@@ -77,7 +77,7 @@ class IdentityCache:
             # value that may predate it.
             if self.listening and self.epoch == epoch:
                 if len(table) >= CACHE_MAX:
-                    table.clear()
+                    del table[next(iter(table))]  # the oldest entry, not all of them
                 table[key] = value
         return value
 

@@ -7,6 +7,7 @@ it to ``core``); building the adapter touches nothing, the first call opens it.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -33,6 +34,8 @@ from shared.vectors.protocol import (
     tenant_filter,
     tenant_payload,
 )
+
+log = logging.getLogger(__name__)
 
 
 class EdgeIndex(regions.RegionMethods):
@@ -65,7 +68,10 @@ class EdgeIndex(regions.RegionMethods):
                 raise NotFound(f"collection {name} does not exist", code="collection_not_found")
             shard = self.qe.EdgeShard.load(str(path))
             if regions.is_companion(name) and REGION_KEY not in shard.info().payload_schema:
-                self._index_region(shard)  # a companion made before the index existed
+                try:  # a companion made before the index existed
+                    self._index_region(shard)
+                except Exception as exc:  # noqa: BLE001 - it still serves, unindexed
+                    log.warning("no region index on %s: %s", name, exc)
             self._dims[name] = int((path / "dim").read_text())
             self._shards[name] = shard
             return shard
