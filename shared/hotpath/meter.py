@@ -146,14 +146,20 @@ class Gate(IdentityCache):
     def flush_tenant(self, tenant_id: uuid.UUID) -> None:
         """Write this tenant's pending calls now (before a usage read in this process)."""
         with self.lock:
-            meters = [m for (t, _), m in self.meters.items() if t == tenant_id and m.pending]
+            meters = [
+                m
+                for (t, _), m in self.meters.items()
+                if t == tenant_id and (m.pending or m.flushing)
+            ]
         for meter in meters:
             self._flush_meter(tenant_id, meter)
 
     def flush(self) -> None:
-        """Write every pending count now (the flusher's job; tests and close call it)."""
+        """Write every pending count now (the flusher's job; tests and close call it). A meter
+        the flusher thread is writing is waited for: its calls are no longer pending, but not
+        yet in the database either (a read right after this call must see them)."""
         with self.lock:
-            meters = [(k, m) for k, m in self.meters.items() if m.pending]
+            meters = [(k, m) for k, m in self.meters.items() if m.pending or m.flushing]
             touch, self.keys_to_touch = list(self.keys_to_touch), set()
         today = datetime.now(UTC).date()
         for (tenant_id, day), meter in meters:
