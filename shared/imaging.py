@@ -64,7 +64,11 @@ def check_pixels(data: bytes, max_pixels: int) -> None:
             w, h = Image.open(io.BytesIO(data), formats=[fmt]).size
     except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError):
         return
-    if w * h > max_pixels:
+    _within_pixels(w, h, max_pixels)
+
+
+def _within_pixels(w: int, h: int, max_pixels: int) -> None:
+    if w * h > max_pixels or w <= 0 or h <= 0:
         raise PayloadTooLarge(
             f"image is {w}x{h}: over the {max_pixels} pixel limit", code="image_too_many_pixels"
         )
@@ -92,11 +96,7 @@ def open_image_sized(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             src = Image.open(io.BytesIO(data), formats=[fmt])
             w, h = src.size
-            if w * h > max_pixels or w <= 0 or h <= 0:
-                raise PayloadTooLarge(
-                    f"image is {w}x{h}: over the {max_pixels} pixel limit",
-                    code="image_too_many_pixels",
-                )
+            _within_pixels(w, h, max_pixels)
             if draft is not None and fmt == "JPEG":
                 if draft[1] == 0:
                     # (side, 0): the longer side at least ``side``, the aspect kept — PIL's

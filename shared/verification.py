@@ -117,8 +117,7 @@ def verify_mirrored(
     """
     if any(v.geometric for v in checks.values()):
         return checks
-    top = {i: stored[i] for i in nearest if i in stored}
-    top = dict(list(top.items())[:MIRROR_K])
+    top = {i: stored[i] for i in [i for i in nearest if i in stored][:MIRROR_K]}
     if not top:
         return checks
     out = dict(checks)
